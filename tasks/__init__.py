@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that call ``elm`` and return artifact versions (never data)."""
