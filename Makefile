@@ -15,12 +15,13 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest test bench-ingest bench clean
+.PHONY: help setup run ingest embeddings test bench-ingest bench-wals bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
 	@echo "make test     set up .venv and run the test suite"
 	@echo "make ingest   only the ingest stage (elm ingest)"
+	@echo "make embeddings  ingest (cache hit if done), splits, behavioral (WALS) and semantic embeddings"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
 
@@ -42,13 +43,19 @@ run: setup
 ingest: setup
 	$(VENV)/bin/elm ingest
 
+embeddings: setup
+	$(VENV)/bin/elm embeddings
+
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench-ingest: setup
 	$(PY) bench/bench_ingest.py
 
-bench: bench-ingest
+bench-wals: setup
+	$(PY) bench/bench_wals.py
+
+bench: bench-ingest bench-wals
 
 clean:
 	rm -rf $(VENV)

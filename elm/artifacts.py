@@ -90,6 +90,10 @@ class Artifact:
     def rows(self) -> dict[str, int]:
         return {f["name"]: f["rows"] for f in self.manifest["files"] if f.get("rows") is not None}
 
+    def describe(self) -> str:
+        rows = ", ".join(f"{n.removesuffix('.parquet')} {r}" for n, r in self.rows.items())
+        return f"{self.stage} {self.version} at {self.path}\n  rows: {rows}"
+
     @property
     def summary(self) -> dict:
         return self.manifest.get("summary", {})

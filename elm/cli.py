@@ -60,7 +60,7 @@ def ingest(
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Ingest a MovieLens release into validated Parquet tables (ratings, movies, tags, links[, genome])."""
-    from elm.ingest import IngestConfig, describe
+    from elm.ingest import IngestConfig
     from elm.ingest import ingest as run
     from elm.settings import data_dir
 
@@ -68,7 +68,59 @@ def ingest(
         art, hit = run(IngestConfig(dataset=dataset, source=source, verify=verify), _store(artifacts), data or data_dir())
     except Exception as e:  # noqa: BLE001 - every failure becomes one clear line
         _fail(e)
-    typer.echo(("cache hit: " if hit else "") + describe(art))
+    typer.echo(("cache hit: " if hit else "") + art.describe())
+
+
+@app.command()
+def embeddings(
+    dataset: str = typer.Option("ml-latest-small", help="Dataset to ingest first (a cache hit if already done)."),
+    source: Optional[str] = typer.Option(None, help="Source of the dataset (see `elm ingest --help`)."),
+    ingest_version: Optional[str] = typer.Option(None, help="Use this ingest artifact version instead of ingesting."),
+    factors: int = typer.Option(64, help="WALS: dimension of the behavioral vectors."),
+    regularization: Optional[float] = typer.Option(None, help="WALS: L2 regularisation (default: WALSConfig's)."),
+    iterations: Optional[int] = typer.Option(None, help="WALS: ALS sweeps (default: WALSConfig's)."),
+    alpha: Optional[float] = typer.Option(None, help="WALS: confidence scale (default: WALSConfig's)."),
+    weighting: Optional[str] = typer.Option(None, help="WALS: how ratings become confidence weights (see elm/behavioral.py)."),
+    wals_seed: int = typer.Option(0, help="WALS: random seed."),
+    heldout_movies: float = typer.Option(0.1, help="Fraction of movies held out from ELM training."),
+    heldout_users: float = typer.Option(0.1, help="Fraction of users held out from ELM training."),
+    split_seed: int = typer.Option(0, help="Seed of the train/held-out split."),
+    encoder: str = typer.Option("all-MiniLM-L6-v2", help="Sentence-transformers model id or path (default ships offline)."),
+    batch_size: int = typer.Option(64, help="Encoder batch size."),
+    extra_text: Optional[Path] = typer.Option(None, help="Parquet/CSV with movieId,text appended to movie documents."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Behavioral (WALS) and semantic (sentence encoder) embeddings plus train/held-out splits.
+
+    Prints CF quality against a popularity baseline and the nearest neighbours of a few well-known movies.
+    """
+    from elm.behavioral import WALSConfig
+    from elm.embeddings import EmbeddingsConfig, SemanticConfig, SplitConfig, report, run_embeddings
+    from elm.ingest import IngestConfig
+    from elm.ingest import ingest as run_ingest
+    from elm.settings import data_dir
+
+    store = _store(artifacts)
+    try:
+        wals_kw = {k: v for k, v in dict(regularization=regularization, iterations=iterations, alpha=alpha,
+                                         weighting=weighting).items() if v is not None}
+        cfg = EmbeddingsConfig(
+            splits=SplitConfig(heldout_movies=heldout_movies, heldout_users=heldout_users, seed=split_seed),
+            wals=WALSConfig(factors=factors, seed=wals_seed, **wals_kw),
+            semantic=SemanticConfig(encoder=encoder, batch_size=batch_size,
+                                    extra_text=str(extra_text) if extra_text else None),
+        )
+        if ingest_version:
+            ingest_art = store.resolve("ingest", ingest_version)
+        else:
+            ingest_art, _ = run_ingest(IngestConfig(dataset=dataset, source=source), store, data or data_dir())
+        arts = run_embeddings(ingest_art, cfg, store)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+    for stage, (art, hit) in arts.items():
+        typer.echo(f"{'cache hit: ' if hit else ''}{stage} {art.version} at {art.path}")
+    typer.echo(report({k: a for k, (a, _) in arts.items()}))
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -57,11 +57,3 @@ def ingest(config: IngestConfig, store: ArtifactStore, data_dir: Path = Path("da
 
     inputs = {f"{config.dataset}/{name}": sha for name, sha in sorted(src.checksums.items())}
     return store.produce(STAGE, inputs=inputs, config=config.version_config(), code_version=CODE_VERSION, build=build)
-
-
-def describe(art: Artifact) -> str:
-    rows = ", ".join(f"{n.removesuffix('.parquet')} {r}" for n, r in art.rows.items())
-    return f"{art.stage} {art.version} at {art.path}\n  rows: {rows}"
-
-
-__all__ = ["IngestConfig", "ingest", "describe", "STAGE", "asdict"]

@@ -6,6 +6,9 @@ import argparse
 
 from prefect import flow
 
+from elm.behavioral import WALSConfig
+from elm.embeddings import SemanticConfig, SplitConfig
+from flows.embeddings import embeddings_flow
 from flows.ingest import ingest_flow
 
 
@@ -15,9 +18,13 @@ def elm_flow(
     source: str | None = None,
     artifacts_dir: str | None = None,
     data_dir: str | None = None,
+    splits: SplitConfig = SplitConfig(),
+    wals: WALSConfig = WALSConfig(),
+    semantic: SemanticConfig = SemanticConfig(),
 ) -> dict[str, str]:
     """Run every stage (each a cache hit when its artifact version exists); returns stage -> version."""
     versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
+    versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
     return versions
 
 
@@ -31,13 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data)
 
     from elm.artifacts import ArtifactStore
-    from elm.ingest import describe
+    from elm.embeddings import report
     from elm.settings import artifacts_dir
 
     store = ArtifactStore(a.artifacts or artifacts_dir())
+    arts = {stage: store.resolve(stage, version) for stage, version in versions.items()}
     print()
-    for stage, version in versions.items():
-        print(describe(store.resolve(stage, version)))
+    for art in arts.values():
+        print(art.describe())
+    print(report(arts))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from elm.ingest import IngestConfig, describe, ingest
+from elm.ingest import IngestConfig, ingest
 from elm.movielens_sources import DownloadError
 from elm.settings import data_dir as default_data_dir
 from tasks.common import publish_rows, retry_on, store
@@ -14,6 +14,6 @@ from tasks.common import publish_rows, retry_on, store
 def ingest_task(config: IngestConfig, artifacts_dir: str | None = None, data_dir: str | None = None) -> str:
     """Ingest one MovieLens release; returns the artifact version."""
     art, hit = ingest(config, store(artifacts_dir), Path(data_dir) if data_dir else default_data_dir())
-    get_run_logger().info(("cache hit: " if hit else "") + describe(art))
+    get_run_logger().info(("cache hit: " if hit else "") + art.describe())
     publish_rows(art, hit)
     return art.version

@@ -45,17 +45,21 @@ def prefect_harness():
 
 
 @pytest.mark.slow
-def test_elm_flow_runs_ingest_through_prefect(prefect_harness, tmp_path):
+def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest):
+    """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""
     from flows.pipeline import elm_flow
+    from tests.test_embeddings import FAST
 
-    versions = elm_flow(artifacts_dir=str(tmp_path / "a"), data_dir=str(tmp_path / "d"))
-    from elm.artifacts import ArtifactStore
-
-    art = ArtifactStore(tmp_path / "a").resolve("ingest", versions["ingest"])
-    assert art.rows["ratings.parquet"] == 100836
-    # second run: same version, no new folder
-    assert elm_flow(artifacts_dir=str(tmp_path / "a"), data_dir=str(tmp_path / "d")) == versions
-    assert len(ArtifactStore(tmp_path / "a").versions("ingest")) == 1
+    store, ingest_art = small_ingest
+    kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals)
+    versions = elm_flow(**kw)
+    assert versions["ingest"] == ingest_art.version
+    assert set(versions) == {"ingest", "splits", "behavioral", "semantic"}
+    for stage, version in versions.items():
+        assert store.resolve(stage, version).rows  # published, with row counts
+    counts = {stage: len(store.versions(stage)) for stage in versions}
+    assert elm_flow(**kw) == versions
+    assert {stage: len(store.versions(stage)) for stage in versions} == counts
 
 
 def test_library_has_no_prefect_imports():
