@@ -19,6 +19,12 @@ positive. Dividing by 5 keeps alpha's meaning the same for both weightings (the 
 top rating). ``implicit`` reads its input matrix as c_ui directly (p_ui = 1 where stored), so we
 build it ourselves and pass implicit's own alpha as 1.
 
+Defaults (64 factors, reg 20, alpha 2, 15 sweeps) come from a grid on ml-latest-small scored by
+evaluate_cf (NDCG@10 over two holdout seeds). Small alphas won: with ~165 ratings per user, the
+9.7k weakly-weighted unrated cells already say a lot, and large alphas overfit the rated ones.
+The penalty is large because implicit applies it unscaled to sums over all those cells; by
+reg / alpha ~ 25 the factors collapse toward popularity, so the default stays at 10.
+
 The factor dot product x_u . y_i is the model's predicted preference, what later stages use as
 "the CF model's predicted rating" for relevance; y_i are the behavioral movie embeddings.
 """
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (see fit_wals)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (see _fit_matrix)
 
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402

@@ -76,7 +76,7 @@ def embeddings(
     dataset: str = typer.Option("ml-latest-small", help="Dataset to ingest first (a cache hit if already done)."),
     source: Optional[str] = typer.Option(None, help="Source of the dataset (see `elm ingest --help`)."),
     ingest_version: Optional[str] = typer.Option(None, help="Use this ingest artifact version instead of ingesting."),
-    factors: int = typer.Option(64, help="WALS: dimension of the behavioral vectors."),
+    factors: Optional[int] = typer.Option(None, help="WALS: dimension of the behavioral vectors (default: WALSConfig's)."),
     regularization: Optional[float] = typer.Option(None, help="WALS: L2 regularisation (default: WALSConfig's)."),
     iterations: Optional[int] = typer.Option(None, help="WALS: ALS sweeps (default: WALSConfig's)."),
     alpha: Optional[float] = typer.Option(None, help="WALS: confidence scale (default: WALSConfig's)."),
@@ -103,11 +103,11 @@ def embeddings(
 
     store = _store(artifacts)
     try:
-        wals_kw = {k: v for k, v in dict(regularization=regularization, iterations=iterations, alpha=alpha,
-                                         weighting=weighting).items() if v is not None}
+        wals_kw = {k: v for k, v in dict(factors=factors, regularization=regularization, iterations=iterations,
+                                         alpha=alpha, weighting=weighting).items() if v is not None}
         cfg = EmbeddingsConfig(
             splits=SplitConfig(heldout_movies=heldout_movies, heldout_users=heldout_users, seed=split_seed),
-            wals=WALSConfig(factors=factors, seed=wals_seed, **wals_kw),
+            wals=WALSConfig(seed=wals_seed, **wals_kw),
             semantic=SemanticConfig(encoder=encoder, batch_size=batch_size,
                                     extra_text=str(extra_text) if extra_text else None),
         )
