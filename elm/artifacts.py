@@ -98,9 +98,11 @@ class Artifact:
     def summary(self) -> dict:
         return self.manifest.get("summary", {})
 
-    def verify(self) -> None:
-        """Check every file against the sha256 in the manifest (catches corruption and edits)."""
+    def verify(self, names: set[str] | None = None) -> None:
+        """Check files (all, or those named) against the sha256 in the manifest (catches corruption and edits)."""
         for f in self.manifest["files"]:
+            if names is not None and f["name"] not in names:
+                continue
             p = self.path / f["name"]
             if not p.exists():
                 raise ArtifactError(f"artifact {self.stage}/{self.version}: file {f['name']} is missing")

@@ -102,13 +102,8 @@ def _convert_csv(con, folder: Path, out_dir: Path) -> dict[str, Path]:
         _check_header(src, list(cols))
         read = _read_csv_sql(src, cols)
         table = fname.removesuffix(".csv").replace("-", "_")
-        if table == "movies":
-            sql = f"SELECT {_MOVIE_COLUMNS_SQL} FROM {read} ORDER BY movieId"
-        elif table == "ratings":
-            # Kept in file order (by user, then movie in the official files); no sort of 25M rows.
-            sql = f"SELECT * FROM {read}"
-        else:
-            sql = f"SELECT * FROM {read}"
+        # Other tables keep file order (ratings: by user, then movie); no sort of 25M rows.
+        sql = f"SELECT {_MOVIE_COLUMNS_SQL} FROM {read} ORDER BY movieId" if table == "movies" else f"SELECT * FROM {read}"
         out[table] = _copy(con, sql, out_dir / f"{table}.parquet", src)
         log.info("converted %s -> %s", src.name, out[table].name)
     return out
