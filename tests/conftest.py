@@ -41,3 +41,47 @@ def small_ingest(tmp_path_factory):
     s = ArtifactStore(root)
     art, _ = ingest(IngestConfig(), s, root / "data")
     return s, art
+
+
+@pytest.fixture(scope="session")
+def small_embeddings(small_ingest):
+    """Splits, a fast WALS fit and semantic vectors of ml-latest-small, once per session:
+    (store, ingest artifact, {"splits"|"behavioral"|"semantic": artifact})."""
+    from elm.behavioral import WALSConfig
+    from elm.embeddings import EmbeddingsConfig, run_embeddings
+
+    store, ingest_art = small_ingest
+    fast = EmbeddingsConfig(wals=WALSConfig(factors=32, iterations=8))
+    arts = run_embeddings(ingest_art, fast, store)
+    return store, ingest_art, {k: a for k, (a, _) in arts.items()}
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory) -> ArtifactStore:
+    """A store holding the embedded SmolLM2 converted to safetensors (about 25 s, once per session)."""
+    from elm.base_model import packaged_model
+
+    s = ArtifactStore(tmp_path_factory.mktemp("model-artifacts"))
+    packaged_model(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def smollm_dir(model_store) -> Path:
+    """The real SmolLM2-135M-Instruct as a transformers folder."""
+    from elm.base_model import DEFAULT_BASE_MODEL, resolve_model_path
+
+    return Path(resolve_model_path(DEFAULT_BASE_MODEL, model_store))
+
+
+TINY_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16)
+"""Overrides that shrink SmolLM2 to a 2-layer, 64-wide Llama for fast unit tests (same tokenizer)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(model_store, tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template (seed 0)."""
+    from elm.base_model import DEFAULT_BASE_MODEL, random_model_like
+
+    return random_model_like(DEFAULT_BASE_MODEL, tmp_path_factory.mktemp("tiny-lm"), store=model_store, **TINY_LLAMA)

@@ -11,11 +11,7 @@ from elm.vectors import VectorError, read
 FAST = EmbeddingsConfig(wals=WALSConfig(factors=32, iterations=8))
 
 
-@pytest.fixture(scope="session")
-def small_embeddings(small_ingest):
-    store, ingest_art = small_ingest
-    arts = run_embeddings(ingest_art, FAST, store)
-    return store, ingest_art, {k: a for k, (a, _) in arts.items()}
+# small_embeddings (tests/conftest.py) uses the same FAST config, so run_embeddings(..., FAST) is a cache hit.
 
 
 def test_shapes_ids_and_split_coverage(small_embeddings):
