@@ -38,3 +38,11 @@ def split_table(ids, id_name: str, heldout_fraction: float, seed: int, salt: int
     if (split == HELDOUT).sum() == 0 or (split == TRAIN).sum() == 0:
         raise ValueError(f"{id_name} split of {len(ids)} ids at fraction {heldout_fraction} leaves one side empty")
     return pd.DataFrame({id_name: ids.astype(np.int32), "split": split})
+
+
+def hash_order(ids, seed: int, salt: int = 0) -> np.ndarray:
+    """ids sorted by a seeded hash: a random-looking order that is stable when ids are added or removed."""
+    ids = np.asarray(ids, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        h = _splitmix64(ids.astype(np.uint64) ^ _splitmix64(np.array([seed * 1_000_003 + salt], dtype=np.uint64)))
+    return ids[np.argsort(h, kind="stable")]
