@@ -124,6 +124,68 @@ def embeddings(
 
 
 @app.command()
+def synthesize(
+    teacher: str = typer.Option("local", help="local (a transformers LM here), openai (a chat endpoint) or template."),
+    tasks: str = typer.Option("all", help="Comma-separated task names, or 'all' (see elm/task_catalog.py)."),
+    train_movies: Optional[int] = typer.Option(None, help="Training movies to write targets for; -1 for all. [default: SynthesisConfig's]."),
+    heldout_movies: Optional[int] = typer.Option(None, help="Held-out movies (each gets every task); -1 for all. [default: SynthesisConfig's]."),
+    train_users: Optional[int] = typer.Option(None, help="Training users for user_profile; -1 for all. [default: SynthesisConfig's]."),
+    heldout_users: Optional[int] = typer.Option(None, help="Held-out users; -1 for all. [default: SynthesisConfig's]."),
+    tasks_per_movie: Optional[int] = typer.Option(None, help="Tasks sampled per training movie; -1 for every task. [default: SynthesisConfig's]."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Cap on every task's target length in tokens."),
+    partner_space: str = typer.Option("semantic", help="Space of 'nearest' partners: semantic or behavioral."),
+    seed: int = typer.Option(0, help="Sampling of entities, tasks, partners and teacher sampling."),
+    model: str = typer.Option("SmolLM2-135M-Instruct", help="local: model name, folder or hub id."),
+    batch_size: int = typer.Option(16, help="local: prompts per generate call."),
+    temperature: float = typer.Option(0.0, help="local/openai: 0 = greedy."),
+    base_url: Optional[str] = typer.Option(None, help="openai: API root, e.g. http://127.0.0.1:8000/v1."),
+    api_model: Optional[str] = typer.Option(None, help="openai: model name as the server knows it."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai: environment variable holding the key."),
+    concurrency: int = typer.Option(8, help="openai: requests in flight."),
+    version: list[str] = typer.Option([], "--from", help="Input versions as stage=version (default: latest of "
+                                      "ingest, splits, semantic, behavioral), e.g. --from semantic=3f2a."),
+    samples: int = typer.Option(1, help="Sample targets printed per task."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+) -> None:
+    """Teacher-written targets for the 24 movie tasks and user profiles, checked, with a reference SC table.
+
+    Reads the latest ingest/splits/semantic/behavioral artifacts (run `elm embeddings` first). Resumable:
+    an interrupted run continues where it stopped; an unchanged re-run is a cache hit.
+    """
+    from elm.synthesis import SynthesisConfig, report, samples as sample_targets, synthesize as run
+    from elm.teacher_local import LocalTeacherConfig
+    from elm.teacher_openai import OpenAITeacherConfig
+
+    counts = {k: (None if v < 0 else v) for k, v in dict(
+        train_movies=train_movies, heldout_movies=heldout_movies, train_users=train_users,
+        heldout_users=heldout_users, tasks_per_movie=tasks_per_movie).items() if v is not None}
+
+    store = _store(artifacts)
+    try:
+        pinned = dict(v.split("=", 1) for v in version)
+        arts = {k: store.resolve(k, pinned.get(k)) for k in ("ingest", "splits", "semantic", "behavioral")}
+        openai = None
+        if teacher == "openai":
+            if not base_url or not api_model:
+                raise ValueError("--teacher openai needs --base-url and --api-model")
+            openai = OpenAITeacherConfig(base_url=base_url, model=api_model, api_key_env=api_key_env,
+                                         max_concurrency=concurrency, temperature=temperature)
+        cfg = SynthesisConfig(
+            teacher=teacher, tasks=tuple(t.strip() for t in tasks.split(",")), **counts,
+            max_new_tokens=max_new_tokens, partner_space=partner_space,
+            seed=seed, local=LocalTeacherConfig(model=model, batch_size=batch_size, temperature=temperature),
+            openai=openai)
+        art, hit = run(arts, cfg, store)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+    typer.echo(("cache hit: " if hit else "") + art.describe())
+    typer.echo(report(art))
+    if samples:
+        for r in sample_targets(art, samples).itertuples():
+            typer.echo(f"\n[{r.task}] {r.title}\n  " + r.target.replace("\n", "\n  "))
+
+
+@app.command()
 def sql(
     query: str = typer.Argument(..., help='SQL over the artifact views, e.g. "select * from manifests".'),
     artifacts: Optional[Path] = ArtifactsOpt,

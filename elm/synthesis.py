@@ -256,7 +256,7 @@ def generate_chunk(items: pd.DataFrame, facts: dict[str, dict[int, dict]], teach
     for (t, own, partner), prompt, limit, text in zip(jobs, teacher_prompts, limits, raw):
         avoid = () if "user" in t.slots else tuple(f["name"] for f in (own, partner) if f is not None)
         checked = check_target(text, max_tokens=limit, avoid=avoid, prompt=prompt)
-        out.append({"title": own.get("title", ""), "elm_prompt": render_elm_prompt(t), "teacher_prompt": prompt,
+        out.append({"title": own.get("title") or f"user {own.get('userId')}", "elm_prompt": render_elm_prompt(t), "teacher_prompt": prompt,
                     "raw_target": text, "target": checked.text, "reason": checked.reason,
                     "changed": ",".join(checked.changed)})
     return pd.concat([items.reset_index(drop=True), pd.DataFrame(out)], axis=1)

@@ -8,8 +8,10 @@ from prefect import flow
 
 from elm.behavioral import WALSConfig
 from elm.embeddings import SemanticConfig, SplitConfig
+from elm.synthesis import SynthesisConfig
 from flows.embeddings import embeddings_flow
 from flows.ingest import ingest_flow
+from flows.synthesize import synthesize_flow
 
 
 @flow(name="elm", log_prints=True)
@@ -21,10 +23,12 @@ def elm_flow(
     splits: SplitConfig = SplitConfig(),
     wals: WALSConfig = WALSConfig(),
     semantic: SemanticConfig = SemanticConfig(),
+    synthesis: SynthesisConfig = SynthesisConfig(),
 ) -> dict[str, str]:
     """Run every stage (each a cache hit when its artifact version exists); returns stage -> version."""
     versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
     versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
+    versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir)
     return versions
 
 
@@ -34,11 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", default=None, help="folder, zip or URL of the release (default: see `elm ingest --help`)")
     p.add_argument("--artifacts", default=None, help="artifact store folder (default ./artifacts)")
     p.add_argument("--data", default=None, help="download folder (default ./data)")
+    p.add_argument("--teacher", default=SynthesisConfig.teacher, choices=["local", "template"],
+                   help="who writes the training targets (an openai endpoint: use `elm synthesize`)")
     a = p.parse_args(argv)
-    versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data)
+    versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
+                        synthesis=SynthesisConfig(teacher=a.teacher))
 
     from elm.artifacts import ArtifactStore
     from elm.embeddings import report
+    from elm.synthesis import report as synthesis_report
     from elm.settings import artifacts_dir
 
     store = ArtifactStore(a.artifacts or artifacts_dir())
@@ -47,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     for art in arts.values():
         print(art.describe())
     print(report(arts))
+    print(synthesis_report(arts["synthesize"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,397 @@
+"""The ELM: a pretrained causal LM that reads domain vectors through one adapter per embedding space.
+
+    config = ELMConfig(spaces=(SpaceSpec("semantic_movies", "movie", 384),))
+    elm = ELM.from_base(config)                    # SmolLM2 + a fresh adapter per space
+    batch = elm.collator()([Example("Summarize the movie <emb>.", [("semantic_movies", v)], "A heist...")])
+    elm(**batch).loss.backward()
+    elm.generate(["Summarize the movie <emb>."], [[("semantic_movies", v)]])   # -> ["A heist ..."]
+    elm.save("out/elm", include_base=False); ELM.load("out/elm")
+
+Forward (PAPER.md: ELM = ((E_0 x E_A)^H, M_0)): the LM's own embedding layer E_0 embeds the tokens; at
+every slot position the adapter E_A's output for that slot's vector replaces it; the LM body M_0 runs on
+the result. A vector fills ``soft_tokens`` consecutive positions. Stage 1 trains only the adapters
+(freeze_base), stage 2 everything (unfreeze_base).
+
+A saved ELM folder:
+
+    elm_config.json         ELMConfig + whether base/ is included
+    adapters.safetensors    every adapter's weights, keys "<space>.<param>"
+    tokenizer files         the tokenizer the prompts were built with
+    base/                   (include_base only) the LM as a transformers folder; otherwise
+                            config.base_model is loaded (stage 1 checkpoints stay a few MB)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from elm.adapter import AdapterConfig, build_adapter, embedding_rms
+from elm.base_model import DEFAULT_BASE_MODEL, load_causal_lm, load_tokenizer, resolve_model_path
+from elm.elm_batch import ELMCollator, ELMInputError, Example, end_token_id
+from elm.task_catalog import SLOT_KINDS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from elm.artifacts import ArtifactStore
+
+DEFAULT_SYSTEM_PROMPT = "You read embedding vectors and describe what they represent."
+CONFIG_FILE = "elm_config.json"
+ADAPTERS_FILE = "adapters.safetensors"
+BASE_DIR = "base"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+_NEW_TOKENS_ONLY_WARNING = "Passing `.*` with `inputs_embeds` and without `input_ids`"
+
+
+class ELMLoadError(RuntimeError):
+    """A saved ELM folder that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """One embedding space the ELM reads, with its own adapter."""
+
+    name: str
+    """snake_case id, e.g. "semantic_movies", "behavioral_movies", "behavioral_users"."""
+    kind: str
+    """Which slots it fills: "movie" or "user" (task_catalog.SLOT_KINDS)."""
+    dim: int
+    """Vector size."""
+    source: str = ""
+    """Free text provenance, e.g. the artifact "semantic/3f2a..." the vectors came from."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(f"SpaceSpec.name={self.name!r} must be snake_case (lowercase, digits, underscores)")
+        if self.kind not in SLOT_KINDS:
+            raise ValueError(f"SpaceSpec {self.name!r}: kind={self.kind!r} is not one of {list(SLOT_KINDS)}")
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"SpaceSpec {self.name!r}: dim={self.dim!r} must be a positive int")
+        if not isinstance(self.source, str):
+            raise ValueError(f"SpaceSpec {self.name!r}: source must be a string")
+
+
+_ADAPTER_TEMPLATE_FIELDS = {f.name for f in fields(AdapterConfig)} - {"in_dim", "out_dim"}
+
+
+@dataclass(frozen=True)
+class ELMConfig:
+    """What an ELM is made of; saved as JSON next to its weights."""
+
+    spaces: tuple[SpaceSpec, ...]
+    """The embedding spaces it reads, one adapter each (dicts are accepted and converted)."""
+    base_model: str = DEFAULT_BASE_MODEL
+    """Base causal LM: a name, folder or hub id as accepted by elm.base_model.resolve_model_path."""
+    adapter: dict = field(default_factory=dict)
+    """AdapterConfig fields shared by every space's adapter, except in_dim/out_dim (set per space / by the LM)."""
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """System message of every prompt; short because every token costs training time. None leaves it to
+    the chat template (SmolLM2's then adds its own, longer one)."""
+    max_length: int = 512
+    """Most tokens of prompt (slots included) + target; longer targets are cut, longer prompts rejected."""
+    end_token: str | None = None
+    """Token that ends an answer (appended to targets, stops generation); None: the tokenizer's eos."""
+
+    def __post_init__(self) -> None:
+        spaces = tuple(s if isinstance(s, SpaceSpec) else SpaceSpec(**s) for s in self.spaces)
+        object.__setattr__(self, "spaces", spaces)
+        object.__setattr__(self, "adapter", dict(self.adapter))  # a private copy: the config is frozen
+        if not spaces:
+            raise ValueError("ELMConfig.spaces is empty: an ELM reads at least one embedding space")
+        names = [s.name for s in spaces]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"ELMConfig.spaces: duplicate space name(s) {dupes}")
+        if bad := sorted(set(self.adapter) - _ADAPTER_TEMPLATE_FIELDS):
+            raise ValueError(f"ELMConfig.adapter: unknown or per-space field(s) {bad}; "
+                             f"allowed: {sorted(_ADAPTER_TEMPLATE_FIELDS)}")
+        AdapterConfig(in_dim=1, out_dim=1, **self.adapter)  # validates the template's values
+        if not isinstance(self.base_model, str) or not self.base_model:
+            raise ValueError(f"ELMConfig.base_model={self.base_model!r} must be a non-empty string")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ValueError("ELMConfig.system_prompt must be a string or None")
+        if not isinstance(self.max_length, int) or self.max_length < 8:
+            raise ValueError(f"ELMConfig.max_length={self.max_length!r} must be an int >= 8")
+
+    def adapter_config(self, space: SpaceSpec, out_dim: int) -> AdapterConfig:
+        return AdapterConfig(in_dim=space.dim, out_dim=out_dim, **self.adapter)
+
+    @property
+    def soft_tokens(self) -> int:
+        return self.adapter_config(self.spaces[0], 1).soft_tokens
+
+    def space(self, name: str) -> SpaceSpec:
+        for s in self.spaces:
+            if s.name == name:
+                return s
+        raise KeyError(f"unknown embedding space {name!r}; known: {', '.join(s.name for s in self.spaces)}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["spaces"] = [asdict(s) for s in self.spaces]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ELMConfig:
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(d) - known):
+            raise ValueError(f"ELMConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+class ELM(nn.Module):
+    """Base LM + adapters, spliced at slot positions. Build with from_base or load."""
+
+    def __init__(self, config: ELMConfig, lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 adapters: nn.ModuleDict):
+        super().__init__()
+        self.config = config
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.adapters = adapters
+        self.space_names = [s.name for s in config.spaces]
+        self.end_id = end_token_id(tokenizer, config.end_token)
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_base(cls, config: ELMConfig, store: ArtifactStore | None = None, lm: PreTrainedModel | None = None,
+                  tokenizer: PreTrainedTokenizerBase | None = None, samples: dict[str, Any] | None = None,
+                  match_scale: bool = True) -> ELM:
+        """The base LM (loaded unless given) with a fresh adapter per space.
+
+        With match_scale, each adapter's outputs start at the RMS of the LM's input embeddings, measured
+        on ``samples[space]`` (real vectors) where given, else on stand-in inputs.
+        """
+        if lm is None:
+            lm, tok = load_causal_lm(config.base_model, store)
+            tokenizer = tokenizer or tok
+        elif tokenizer is None:
+            tokenizer = load_tokenizer(resolve_model_path(config.base_model, store))
+        embeddings = lm.get_input_embeddings()
+        target = embedding_rms(embeddings.weight) if match_scale else None
+        samples = samples or {}
+        if unknown := sorted(set(samples) - {s.name for s in config.spaces}):
+            raise ValueError(f"samples for unknown space(s) {unknown}")
+        adapters = nn.ModuleDict({
+            s.name: build_adapter(config.adapter_config(s, embeddings.embedding_dim), target, samples.get(s.name))
+            for s in config.spaces})
+        adapters.to(embeddings.weight.device)
+        return cls(config, lm, tokenizer, adapters).eval()  # like a loaded LM; the trainer calls .train()
+
+    def collator(self, padding_side: str = "right", max_length: int | None = None) -> ELMCollator:
+        """Examples -> batch dict (elm_batch): right padding for training, left for generation."""
+        return ELMCollator(self.tokenizer, self.config, padding_side, max_length)
+
+    # -- training helpers --------------------------------------------------------------------------
+
+    def freeze_base(self) -> None:
+        """Stage 1: only the adapters learn (gradients still flow through the LM to the slots)."""
+        self.lm.requires_grad_(False)
+        self.adapters.requires_grad_(True)
+
+    def unfreeze_base(self) -> None:
+        """Stage 2: everything learns."""
+        self.lm.requires_grad_(True)
+        self.adapters.requires_grad_(True)
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        return list(self.adapters.parameters())
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        return list(self.lm.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    # -- forward -----------------------------------------------------------------------------------
+
+    def soft_tokens_for(self, slot_vectors: dict[str, torch.Tensor], slot_space: torch.Tensor) -> torch.Tensor:
+        """Adapter outputs of every slot in batch order: [n_slots, soft_tokens, hidden]."""
+        n_slots = slot_space.shape[0]
+        emb = self.lm.get_input_embeddings().weight
+        out = emb.new_zeros(n_slots, self.config.soft_tokens, emb.shape[1])
+        slot_space = slot_space.to(emb.device)
+        for name, vecs in slot_vectors.items():
+            if name not in self.adapters:
+                raise ELMInputError(f"slot_vectors: unknown embedding space {name!r}; known: {self.space_names}")
+            rows = slot_space == self.space_names.index(name)
+            if int(rows.sum()) != vecs.shape[0]:
+                raise ELMInputError(f"slot_vectors[{name!r}] has {vecs.shape[0]} vectors but slot_space "
+                                    f"assigns {int(rows.sum())} slots to it")
+            # One adapter call per space; boolean assignment keeps each space's vectors in slot order.
+            out[rows] = self.adapters[name](vecs.to(emb.device)).to(emb.dtype)
+        covered = sum(v.shape[0] for v in slot_vectors.values())
+        if covered != n_slots:
+            raise ELMInputError(f"slot_space lists {n_slots} slots but slot_vectors hold {covered} vectors")
+        return out
+
+    def embed(self, input_ids: torch.Tensor, slot_mask: torch.Tensor, slot_vectors: dict[str, torch.Tensor],
+              slot_space: torch.Tensor) -> torch.Tensor:
+        """inputs_embeds: the LM's token embeddings, with adapter outputs at slot positions (row-major)."""
+        embeds = self.lm.get_input_embeddings()(input_ids)
+        n_slots = slot_space.shape[0]
+        n_positions = int(slot_mask.sum())
+        if n_positions != n_slots * self.config.soft_tokens:
+            raise ELMInputError(f"slot_mask marks {n_positions} positions; {n_slots} slots x "
+                                f"{self.config.soft_tokens} soft tokens need {n_slots * self.config.soft_tokens}")
+        if n_slots == 0:
+            return embeds
+        soft = self.soft_tokens_for(slot_vectors, slot_space)
+        # masked_scatter fills the mask in row-major order: slot k's soft tokens go to its k-th group of
+        # positions; out of place, so gradients reach the adapters even when the embedding layer is frozen.
+        return embeds.masked_scatter(slot_mask.to(embeds.device)[..., None], soft)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_mask: torch.Tensor,
+                slot_vectors: dict[str, torch.Tensor], slot_space: torch.Tensor,
+                labels: torch.Tensor | None = None, **lm_kwargs):
+        """The LM's output (loss when labels are given, logits [B, L, vocab]) on the spliced embeddings."""
+        embeds = self.embed(input_ids, slot_mask, slot_vectors, slot_space)
+        # Positions count real tokens only, so left padding does not shift the rotary positions.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                       labels=labels, **lm_kwargs)
+
+    # -- generation --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], vectors: Sequence[Sequence[tuple[str, Any]]], *,
+                 slots: Sequence[tuple[str, ...] | None] | None = None, max_new_tokens: int = 128,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                 repetition_penalty: float = 1.0, batch_size: int = 8, **generate_kwargs) -> list[str]:
+        """The answer to each prompt (new text only, stripped), in input order; greedy by default.
+
+        Batches are left-padded and grouped by prompt length; ``generate_kwargs`` go to ``lm.generate``
+        (e.g. no_repeat_ngram_size=3).
+        """
+        if isinstance(prompts, str):
+            raise TypeError("generate takes a list of prompts, got one string")
+        if len(prompts) != len(vectors):
+            raise ELMInputError(f"{len(prompts)} prompts but {len(vectors)} vector lists")
+        if slots is not None and len(slots) != len(prompts):
+            raise ELMInputError(f"{len(prompts)} prompts but {len(slots)} slot kind tuples")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        examples = [Example(p, v, None, None if slots is None else slots[i])
+                    for i, (p, v) in enumerate(zip(prompts, vectors))]
+        collate = self.collator(padding_side="left")
+        collate([*examples])  # validate every example up front: fail before spending time generating
+        sampling = dict(do_sample=do_sample, repetition_penalty=repetition_penalty)
+        if do_sample:
+            sampling |= dict(temperature=temperature, top_p=top_p)
+        stop = [self.end_id] + ([self.tokenizer.eos_token_id]
+                                if self.tokenizer.eos_token_id not in (None, self.end_id) else [])
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+        out: list[str] = [""] * len(examples)
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start: start + batch_size]
+                batch = collate([examples[i] for i in idx])
+                embeds = self.embed(batch["input_ids"].to(self.device), batch["slot_mask"], batch["slot_vectors"],
+                                    batch["slot_space"])
+                with warnings.catch_warnings():
+                    # Penalties and n-gram bans on new tokens only are what we want: prompt ids are placeholders.
+                    warnings.filterwarnings("ignore", message=_NEW_TOKENS_ONLY_WARNING)
+                    new = self.lm.generate(
+                        inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device),
+                        max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=collate.pad_id, use_cache=True,
+                        **sampling, **generate_kwargs)
+                # With inputs_embeds and no input_ids, generate returns only the new tokens.
+                for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
+                    out[i] = text.strip()
+        finally:
+            self.train(was_training)
+        return out
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike, include_base: bool) -> Path:
+        """Write the ELM to ``folder`` atomically (temp folder beside it, then rename); replaces an old one."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        try:
+            meta = {"format_version": FORMAT_VERSION, "base_included": include_base,
+                    "hidden_size": self.lm.get_input_embeddings().embedding_dim, "config": self.config.to_dict()}
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            state = {k: v.detach().to("cpu").contiguous() for k, v in self.adapters.state_dict().items()}
+            save_file(state, str(tmp / ADAPTERS_FILE), metadata={"format": "pt"})
+            self.tokenizer.save_pretrained(tmp)
+            if include_base:
+                self.lm.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / BASE_DIR)  # so base/ is a complete transformers folder
+            if folder.exists():
+                # Two renames: a crash between them leaves the old version intact under .old-*.
+                old = folder.with_name(f".old-{folder.name}-{uuid.uuid4().hex[:8]}")
+                folder.rename(old)
+                tmp.rename(folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, store: ArtifactStore | None = None) -> ELM:
+        """An ELM saved by save(); the base LM from base/ if included, else from config.base_model."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ELMLoadError(f"no saved ELM at {folder} (not a folder)")
+        cfg_path, weights = folder / CONFIG_FILE, folder / ADAPTERS_FILE
+        for p in (cfg_path, weights, folder / "tokenizer_config.json"):
+            if not p.is_file():
+                raise ELMLoadError(f"{p} is missing: {folder} is not a complete saved ELM")
+        try:
+            meta = json.loads(cfg_path.read_text())
+            config = ELMConfig.from_dict(meta["config"])
+            base_included = bool(meta["base_included"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ELMLoadError(f"{cfg_path} is corrupt or not an ELM config: {e}") from e
+        try:
+            tokenizer = load_tokenizer(str(folder))
+        except Exception as e:  # noqa: BLE001 - tokenizers raise many types; name the folder
+            raise ELMLoadError(f"cannot load the tokenizer files in {folder}: {e}") from e
+        if base_included:
+            from transformers import AutoModelForCausalLM
+
+            base = folder / BASE_DIR
+            try:
+                lm = AutoModelForCausalLM.from_pretrained(base, dtype="auto")  # the dtype it was trained in
+            except Exception as e:  # noqa: BLE001
+                raise ELMLoadError(f"cannot load the base model in {base}: {e}") from e
+            lm.eval()
+        else:
+            lm, _ = load_causal_lm(config.base_model, store)
+        elm = cls.from_base(config, lm=lm, tokenizer=tokenizer, match_scale=False)
+        try:
+            state = load_file(str(weights))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error type on corrupt files
+            raise ELMLoadError(f"{weights} is corrupt: {e}") from e
+        try:
+            elm.adapters.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ELMLoadError(f"{weights} does not match {cfg_path}: {e}") from e
+        elm.eval()
+        return elm

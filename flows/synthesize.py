@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from prefect import flow
+
+from elm.synthesis import SynthesisConfig
+from tasks.synthesize import synthesize_task
+
+
+@flow(name="synthesize", log_prints=True)
+def synthesize_flow(versions: dict[str, str], synthesis: SynthesisConfig = SynthesisConfig(),
+                    artifacts_dir: str | None = None) -> str:
+    """Teacher-written targets for the ingest, splits, semantic and behavioral artifact versions given."""
+    return synthesize_task(versions, synthesis, artifacts_dir)
