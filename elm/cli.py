@@ -142,6 +142,7 @@ def synthesize(
     api_model: Optional[str] = typer.Option(None, help="openai: model name as the server knows it."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai: environment variable holding the key."),
     concurrency: int = typer.Option(8, help="openai: requests in flight."),
+    retries: int = typer.Option(5, help="openai: retries per request on 429/5xx/timeouts (exponential backoff)."),
     version: list[str] = typer.Option([], "--from", help="Input versions as stage=version (default: latest of "
                                       "ingest, splits, semantic, behavioral), e.g. --from semantic=3f2a."),
     samples: int = typer.Option(1, help="Sample targets printed per task."),
@@ -169,7 +170,7 @@ def synthesize(
             if not base_url or not api_model:
                 raise ValueError("--teacher openai needs --base-url and --api-model")
             openai = OpenAITeacherConfig(base_url=base_url, model=api_model, api_key_env=api_key_env,
-                                         max_concurrency=concurrency, temperature=temperature)
+                                         max_concurrency=concurrency, max_retries=retries, temperature=temperature)
         cfg = SynthesisConfig(
             teacher=teacher, tasks=tuple(t.strip() for t in tasks.split(",")), **counts,
             max_new_tokens=max_new_tokens, partner_space=partner_space,
@@ -183,6 +184,128 @@ def synthesize(
     if samples:
         for r in sample_targets(art, samples).itertuples():
             typer.echo(f"\n[{r.task}] {r.title}\n  " + r.target.replace("\n", "\n  "))
+
+
+@app.command()
+def describe(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="A catalog task, e.g. summary, positive_review, "
+                                       "interpolation (two movies), user_profile (see elm/task_catalog.py)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Free-form prompt instead of a task, with one "
+                                         "<emb> where each vector goes, e.g. 'What do <emb> and <emb> share?'."),
+    movie: list[int] = typer.Option([], "--movie", "-m", metavar="ID", help="movieId to describe (repeatable)."),
+    user: list[int] = typer.Option([], "--user", "-u", metavar="ID", help="userId to describe (repeatable)."),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", metavar="FILE", help="Raw vectors: .npy of shape (k, dim) or (dim,), "
+                                           ".json (a list, or a list of lists) or a vector .parquet."),
+    vector_space: Optional[str] = typer.Option(None, help="Space the --vectors are read in (default: the first "
+                                               "space of the task slot's kind, e.g. semantic_movies)."),
+    movie_space: Optional[str] = typer.Option(None, help="Space of --movie ids (default: the ELM's first movie space)."),
+    user_space: Optional[str] = typer.Option(None, help="Space of --user ids (default: the ELM's first user space)."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="FOLDER", help="A saved ELM folder (or a train artifact folder)."),
+    version: Optional[str] = typer.Option(None, "--from", metavar="train=VERSION", help="The ELM of that train artifact "
+                                          "(a version prefix is enough; default: the latest train artifact)."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Cap on answer length (default: the task's "
+                                                 "max_target_tokens; 128 for --prompt)."),
+    temperature: float = typer.Option(0.0, help="0 = greedy (the default); above 0 samples."),
+    repetition_penalty: float = typer.Option(1.2, help="Penalty on repeated tokens (1.0 = off)."),
+    no_repeat_ngram_size: int = typer.Option(4, help="Ban repeating any n-gram of this size (0 = off)."),
+    seed: int = typer.Option(0, help="Sampling seed (with --temperature > 0)."),
+    batch_size: int = typer.Option(8, help="Prompts per generate batch."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per answer instead of text."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+) -> None:
+    """Ask a trained ELM to describe movies, users or raw vectors, with each vector's distance to the data.
+
+    Inputs fill the prompt's slots in the order --movie ids, --user ids, --vectors rows; with more inputs than slots, each group of inputs gets its own answer.
+
+    Under every answer, a line per vector names the nearest real movie or user and the cosine to it: 1.000 for a real entity; flagged "far from the data" below what 95% of real entities have to their own nearest neighbour (the text is then unreliable).
+
+    Examples:
+      elm describe --task summary --movie 1 --movie 260     (two answers)
+      elm describe --task interpolation --movie 1 --movie 356
+      elm describe --prompt "Compare <emb> and <emb>." -m 1 -m 2571
+      elm describe --task user_profile --user 5 --from train=3f2a
+      elm describe --task summary --vectors moved.npy --model out/elm
+    """
+    import json
+
+    from transformers.utils.logging import disable_progress_bar
+
+    from elm.describe import Describer, load_vector_file
+
+    disable_progress_bar()  # "Loading weights" bars would bury the answers
+    store = _store(artifacts)
+    try:
+        if model is not None and version is not None:
+            raise ValueError("give --model or --from, not both")
+        if version is not None and not version.startswith("train="):
+            raise ValueError(f"--from takes train=VERSION, got {version!r}")
+        d = Describer(model if model is not None else version, store)
+        raw = load_vector_file(vectors) if vectors is not None else None
+        answers = d.describe(task, prompt, movies=movie, users=user, vectors=raw,
+                             vectors_name=vectors.name if vectors is not None else "vectors",
+                             movie_space=movie_space, user_space=user_space, vector_space=vector_space,
+                             max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                             temperature=temperature if temperature > 0 else 1.0,
+                             repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                             batch_size=batch_size, seed=seed)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+    for i, a in enumerate(answers):
+        typer.echo(json.dumps(a.to_dict()) if as_json else ("\n" if i else "") + a.format())
+
+
+@app.command()
+def train(
+    movie_space: Optional[str] = typer.Option(None, help="Vectors movie slots read: semantic or behavioral (user "
+                                              "slots always read behavioral users). [default: semantic]"),
+    stage1_steps: Optional[int] = typer.Option(None, help="Stage 1 (adapters only) steps. [default: TrainConfig's]"),
+    stage2_steps: Optional[int] = typer.Option(None, help="Stage 2 (full or LoRA) steps; 0 skips it. [default: TrainConfig's]"),
+    batch_size: Optional[int] = typer.Option(None, help="Examples per step (per process) in both stages. [default: 8]"),
+    stage1_lr: Optional[float] = typer.Option(None, help="Stage 1 peak learning rate. [default: 3e-3]"),
+    stage2_lr: Optional[float] = typer.Option(None, help="Stage 2 peak learning rate. [default: TrainConfig's]"),
+    max_length: Optional[int] = typer.Option(None, help="Most tokens of prompt + target. [default: 128]"),
+    base_model: Optional[str] = typer.Option(None, help="Base LM: name, folder or hub id. [default: SmolLM2-135M-Instruct]"),
+    lora: Optional[bool] = typer.Option(None, "--lora/--full", help="Stage 2: LoRA on the LM (merged before saving) "
+                                        "or full fine-tuning. [default: full]"),
+    seed: Optional[int] = typer.Option(None, help="Adapter init, batch order, dropout. [default: 0]"),
+    mixed_precision: Optional[str] = typer.Option(None, help="auto (from the accelerate config), no, bf16 or fp16."),
+    accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help="YAML for `accelerate launch`: "
+                                                    "cpu, gpu, multi_gpu (configs/accelerate/) or a path. [default: auto]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of TrainConfig fields (elm/training.py); "
+                                          "the flags above override it."),
+    version: list[str] = typer.Option([], "--from", help="Input versions as stage=version, e.g. --from synthesize=3f2a "
+                                      "(default: latest synthesize, and the semantic/behavioral it was made from)."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+) -> None:
+    """Train the ELM in two stages (adapters only, then everything or LoRA) with `accelerate launch`.
+
+    Prints the validation loss on held-out rows before training and after each stage, and where the model is.
+    Resumable: an interrupted run continues from its last checkpoint; an unchanged re-run is a cache hit.
+    """
+    from dataclasses import replace
+
+    from elm.training import TrainConfig, report
+    from elm.training import train as run
+
+    store = _store(artifacts)
+    try:
+        cfg = TrainConfig.load(config) if config else TrainConfig()
+        top = {k: v for k, v in dict(movie_space=movie_space, max_length=max_length, base_model=base_model, seed=seed,
+                                     mixed_precision=mixed_precision, accelerate_config=accelerate_config).items()
+               if v is not None}
+        both = {k: v for k, v in dict(batch_size=batch_size).items() if v is not None}
+        s1 = {k: v for k, v in dict(steps=stage1_steps, lr=stage1_lr).items() if v is not None}
+        s2 = {k: v for k, v in dict(steps=stage2_steps, lr=stage2_lr, lora=lora).items() if v is not None}
+        cfg = replace(cfg, **top, stage1=replace(cfg.stage1, **both, **s1), stage2=replace(cfg.stage2, **both, **s2))
+        pinned = dict(v.split("=", 1) for v in version)
+        if unknown := sorted(set(pinned) - {"synthesize", "semantic", "behavioral"}):
+            raise ValueError(f"--from takes synthesize, semantic or behavioral, not {unknown}")
+        arts = {k: store.resolve(k, v) for k, v in pinned.items() if k != "synthesize"}
+        arts["synthesize"] = store.resolve("synthesize", pinned.get("synthesize"))
+        art, hit = run(arts, cfg, store)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+    typer.echo(("cache hit: " if hit else "") + report(art))
 
 
 @app.command()

@@ -36,6 +36,23 @@ def test_cli_bad_source_is_one_clear_line(tmp_path):
     assert "SourceError" in r.stderr and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_synthesize_prints_the_reference_table(small_embeddings):
+    store, _, _ = small_embeddings
+    args = ["synthesize", "--teacher", "template", "--train-movies", "4", "--heldout-movies", "3",
+            "--tasks", "summary,pitch", "--artifacts", str(store.root)]
+    r = _elm(*args)
+    assert r.returncode == 0, r.stderr
+    assert "reference SC on held-out movies (template)" in r.stdout and "mean over tasks" in r.stdout
+    assert "[summary]" in r.stdout and "[pitch]" in r.stdout
+    assert _elm(*args).stdout.startswith("cache hit")
+    bad = _elm("synthesize", "--teacher", "template", "--tasks", "summary,sumary", "--artifacts", str(store.root))
+    assert bad.returncode == 1 and "unknown task(s) ['sumary']" in bad.stderr and "Traceback" not in bad.stderr
+    down = _elm("synthesize", "--teacher", "openai", "--base-url", "http://127.0.0.1:9/v1", "--api-model", "m",
+                "--train-movies", "1", "--heldout-movies", "0", "--train-users", "0", "--heldout-users", "0",
+                "--tasks", "summary", "--retries", "0", "--artifacts", str(store.root))
+    assert down.returncode == 1 and "could not reach http://127.0.0.1:9/v1" in " ".join(down.stderr.split())
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
@@ -47,14 +64,17 @@ def prefect_harness():
 @pytest.mark.slow
 def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest):
     """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""
+    from elm.synthesis import SynthesisConfig
     from flows.pipeline import elm_flow
     from tests.test_embeddings import FAST
 
     store, ingest_art = small_ingest
-    kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals)
+    synthesis = SynthesisConfig(teacher="template", train_movies=6, heldout_movies=3, train_users=2, heldout_users=2)
+    kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals, synthesis=synthesis)
     versions = elm_flow(**kw)
     assert versions["ingest"] == ingest_art.version
-    assert set(versions) == {"ingest", "splits", "behavioral", "semantic"}
+    assert set(versions) == {"ingest", "splits", "behavioral", "semantic", "synthesize"}
+    assert store.resolve("synthesize", versions["synthesize"]).summary["teacher"] == "template"
     for stage, version in versions.items():
         assert store.resolve(stage, version).rows  # published, with row counts
     counts = {stage: len(store.versions(stage)) for stage in versions}
