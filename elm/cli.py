@@ -210,6 +210,7 @@ def describe(
     no_repeat_ngram_size: int = typer.Option(4, help="Ban repeating any n-gram of this size (0 = off)."),
     seed: int = typer.Option(0, help="Sampling seed (with --temperature > 0)."),
     batch_size: int = typer.Option(8, help="Prompts per generate batch."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ...; auto = cuda when available."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per answer instead of text."),
     artifacts: Optional[Path] = ArtifactsOpt,
 ) -> None:
@@ -239,7 +240,7 @@ def describe(
             raise ValueError("give --model or --from, not both")
         if version is not None and not version.startswith("train="):
             raise ValueError(f"--from takes train=VERSION, got {version!r}")
-        d = Describer(model if model is not None else version, store)
+        d = Describer(model if model is not None else version, store, device=device)
         raw = load_vector_file(vectors) if vectors is not None else None
         answers = d.describe(task, prompt, movies=movie, users=user, vectors=raw,
                              vectors_name=vectors.name if vectors is not None else "vectors",

@@ -1,0 +1,609 @@
+"""Ask a trained ELM about vectors: the inference API behind ``elm describe``.
+
+    d = Describer("artifacts/train/3f2a/elm")          # a saved ELM folder, a train version, None (latest) or an ELM
+    d.describe("summary", movies=[1, 260])              # two answers: one per movie
+    d.describe("interpolation", movies=[1], vectors=[v])   # one answer: movie 1 and a raw vector
+    d.describe(prompt="What do <emb> and <emb> have in common?", movies=[1, 2])
+    d.describe_many("summary", [1, 260, 0.5 * (a + b)])    # ids and vectors mixed, one answer each
+    d.describe_many("similarities", [(1, 2), (260, v)])    # one tuple per answer for two-slot tasks
+
+    answer.text                         the ELM's words
+    answer.slots[0].nearest_title       the real movie closest to what was fed in ("Toy Story (1995)")
+    answer.slots[0].nearest_cosine      1.0 for a movie's own vector; low for vectors far from the data
+    answer.slots[0].outside             nearest_cosine is below what 95% of real entities have to a neighbour
+
+Where vectors come from: each space the ELM reads (its ``SpaceSpec``) names its source artifact, e.g.
+``semantic/3f2a...``; the movie ids are looked up in that artifact's ``movies.parquet`` (user ids in
+``users.parquet``), and titles in the movies table of the ingest artifact that artifact was built from.
+Explicit ``tables=`` override that (for vectors that live outside a store).
+
+How inputs fill a prompt: a catalog task's prompt has one slot per ``task.slots`` entry; a free-form prompt
+one per ``<emb>``. Inputs are taken in the order movie ids, user ids, raw vectors, and cut into groups of
+as many as the prompt has slots: one answer per group. Far outside the data the text is unreliable
+(PAPER.md, "Known weaknesses"): every answer carries its inputs' nearest real entity and cosine so that
+interpolations, CAV moves and random vectors are visibly out of distribution.
+
+Generation is greedy by default with a repetition penalty and a ban on repeated 4-grams: small models loop
+without them (ARCHITECTURE.md). Batches go through ``ELM.generate`` (KV cache, left padding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from elm import vectors as vec
+from elm.artifacts import ArtifactError, ArtifactStore
+from elm.elm_model import ADAPTERS_FILE, CONFIG_FILE, ELM, ELMLoadError, SpaceSpec
+from elm.task_catalog import EMB_TOKEN, Task, get_task, render_elm_prompt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TRAIN_STAGE = "train"
+TRAIN_ELM_DIR = "elm"
+"""Where a train artifact keeps its final ELM (``stage1/`` holds the adapters-only one)."""
+TABLE_FILES = {"movie": "movies.parquet", "user": "users.parquet"}
+"""The vector table of a space, by kind, inside its source artifact (semantic/ or behavioral/)."""
+
+DEFAULT_REPETITION_PENALTY = 1.2
+DEFAULT_NO_REPEAT_NGRAM_SIZE = 4
+"""4, not 3: "of the movie" may recur in a good review; a 4-gram loop is already a loop."""
+FREE_PROMPT_MAX_NEW_TOKENS = 128
+"""max_new_tokens of a free-form prompt (a task uses its own max_target_tokens)."""
+
+REFERENCE_QUANTILE = 0.05
+"""A vector is ``outside`` the data when its nearest real entity is further than this share of real
+entities' own nearest neighbours (the 5th percentile of their nearest-neighbour cosine)."""
+REFERENCE_SAMPLE = 2000
+REFERENCE_SEED = 0
+_SOURCE = re.compile(r"^([a-z][a-z0-9_]*)/([^/\s]+)$")
+
+
+class DescribeError(ValueError):
+    """Input the Describer cannot use; the message says what and where (slot, space, table, file)."""
+
+
+# -----------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    """What filled one slot of a prompt, and how far it is from the real entities of its space."""
+
+    space: str
+    """The embedding space (SpaceSpec.name) the vector was read as."""
+    entity_id: int | None
+    """The movie/user id it was looked up by; None for a raw vector."""
+    nearest_id: int | None
+    """The real entity with the most similar vector (None when the space has no table to search)."""
+    nearest_title: str | None
+    """That entity's title when known (movies), else None."""
+    nearest_cosine: float | None
+    """Cosine similarity to it: ~1.0 for an entity's own vector, low far from the data."""
+    reference_cosine: float | None = None
+    """The 5th percentile of real entities' cosine to their own nearest neighbour in this space."""
+    label: str = ""
+    """The input, for display: "movieId 1", "vectors[0]"."""
+    id_name: str | None = None
+    """The id column of the space's table ("movieId", "userId")."""
+
+    @property
+    def outside(self) -> bool | None:
+        """True when the vector is further from the data than 95% of real entities are from each other."""
+        if self.nearest_cosine is None or self.reference_cosine is None:
+            return None
+        return self.nearest_cosine < self.reference_cosine
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"outside": self.outside}
+
+    def describe(self) -> str:
+        """One line: "semantic_movies  movieId 1: nearest Toy Story (1995) (movieId 1), cosine 1.000"."""
+        head = f"{self.space}  {self.label}"
+        if self.nearest_id is None:
+            return f"{head}: no vector table to compare with"
+        name = f"{self.nearest_title} ({self.id_name} {self.nearest_id})" if self.nearest_title \
+            else f"{self.id_name} {self.nearest_id}"
+        line = f"{head}: nearest {name}, cosine {self.nearest_cosine:.3f}"
+        if self.outside:
+            noun = {"movieId": "movies", "userId": "users"}.get(self.id_name or "", "entities")
+            line += (f"  << far from the data: 95% of real {noun} have a neighbour at cosine >= "
+                     f"{self.reference_cosine:.3f}")
+        return line
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The ELM's text for one prompt, with a report on every vector that went into it."""
+
+    text: str
+    slots: list[SlotReport]
+    prompt: str
+    """The ELM prompt, with one EMB_TOKEN per slot."""
+    task: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "prompt": self.prompt, "text": self.text,
+                "slots": [s.to_dict() for s in self.slots]}
+
+    def format(self) -> str:
+        """Human-readable: a header, the text indented, one distance line per slot."""
+        head = f"[{self.task or 'prompt'}] " + ", ".join(s.label for s in self.slots)
+        body = "  " + (self.text or "(empty answer)").replace("\n", "\n  ")
+        return "\n".join([head, body, *("  - " + s.describe() for s in self.slots)])
+
+
+# -----------------------------------------------------------------------------
+# a space's vector table
+
+
+class SpaceTable:
+    """One space's real vectors (and movie titles): id lookup and cosine nearest neighbours."""
+
+    def __init__(self, space: SpaceSpec, vectors: vec.Vectors, where: str,
+                 titles: Mapping[int, str] | None = None):
+        if vectors.dim != space.dim:
+            raise DescribeError(f"space {space.name!r}: the vector table {where} has dimension {vectors.dim}, "
+                                f"the ELM reads {space.dim}")
+        order = np.argsort(vectors.ids, kind="stable")  # Vectors.index needs sorted ids
+        self.vectors = vec.Vectors(vectors.id_name, np.asarray(vectors.ids, dtype=np.int64)[order],
+                                   np.asarray(vectors.matrix, dtype=np.float32)[order])
+        vec.validate(self.vectors, what=where, expected_dim=space.dim)
+        self.space, self.where, self.titles = space, where, dict(titles or {})
+        self.unit = _unit(self.vectors.matrix)
+        self._reference: float | None = None
+
+    @property
+    def id_name(self) -> str:
+        return self.vectors.id_name
+
+    def lookup(self, ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        known = np.isin(ids, self.vectors.ids)
+        if not known.all():
+            raise DescribeError(f"{self.id_name} {ids[~known].tolist()[:10]} not in space {self.space.name!r} "
+                                f"(table {self.where}, {len(self.vectors.ids)} {self.id_name}s)")
+        return self.vectors.get(ids)
+
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, cosines) of each query's nearest real entity."""
+        sims = _unit(queries) @ self.unit.T
+        best = sims.argmax(axis=1)
+        return self.vectors.ids[best], sims[np.arange(len(best)), best]
+
+    def reference_cosine(self) -> float:
+        """5th percentile of real entities' cosine to their nearest other entity (a seeded sample of them)."""
+        if self._reference is None:
+            n = len(self.unit)
+            if n < 2:
+                self._reference = -1.0
+            else:
+                rng = np.random.default_rng(REFERENCE_SEED)
+                rows = np.sort(rng.choice(n, size=min(n, REFERENCE_SAMPLE), replace=False))
+                best = []
+                for start in range(0, len(rows), 512):
+                    chunk = rows[start:start + 512]
+                    sims = self.unit[chunk] @ self.unit.T
+                    sims[np.arange(len(chunk)), chunk] = -np.inf  # not itself
+                    best.append(sims.max(axis=1))
+                self._reference = float(np.quantile(np.concatenate(best), REFERENCE_QUANTILE))
+        return self._reference
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    return m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)
+
+
+# -----------------------------------------------------------------------------
+# loading
+
+
+def resolve_elm_folder(model: str | os.PathLike | None, store: ArtifactStore) -> Path:
+    """The saved ELM folder meant by ``model``: a folder (an ELM, or a train artifact holding elm/),
+    "train=VERSION" or a bare train version (prefix), or None for the latest train artifact."""
+    if model is None or (isinstance(model, str) and model.startswith(f"{TRAIN_STAGE}=")):
+        version = None if model is None else model.split("=", 1)[1]
+        try:
+            art = store.resolve(TRAIN_STAGE, version)
+        except ArtifactError as e:
+            raise ELMLoadError(f"{e} (or pass the folder of a saved ELM)") from None
+        return art.path / TRAIN_ELM_DIR
+    path = Path(model)
+    if path.exists():
+        if not (path / CONFIG_FILE).exists() and (path / TRAIN_ELM_DIR / CONFIG_FILE).exists():
+            return path / TRAIN_ELM_DIR  # the train artifact's own folder
+        return path
+    name = str(model)
+    if os.sep not in name and not name.startswith("."):  # not a path: maybe a train version
+        art = store.get(TRAIN_STAGE, name) or next(
+            (a for a in store.versions(TRAIN_STAGE) if a.version.startswith(name)), None)
+        if art is not None:
+            return art.path / TRAIN_ELM_DIR
+        raise ELMLoadError(f"no saved ELM folder {path} and no {TRAIN_STAGE!r} artifact version matching "
+                           f"{name!r} in {store.root}")
+    raise ELMLoadError(f"no saved ELM at {path} (no such folder)")
+
+
+def load_elm(folder: Path, store: ArtifactStore) -> ELM:
+    """ELM.load with every failure as an ELMLoadError naming the folder."""
+    if folder.is_dir() and not (folder / CONFIG_FILE).exists() and not (folder / ADAPTERS_FILE).exists():
+        raise ELMLoadError(f"{folder} is not a saved ELM: it has no {CONFIG_FILE} or {ADAPTERS_FILE}")
+    try:
+        return ELM.load(folder, store)
+    except ELMLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch/transformers/safetensors raise many types
+        raise ELMLoadError(f"cannot load the ELM in {folder}: {type(e).__name__}: {e}") from e
+
+
+def load_vector_file(path: str | os.PathLike) -> np.ndarray:
+    """Raw vectors from a file, as [k, dim] float32: .npy ([k, dim] or [dim]), .json (a list of numbers or of
+    lists) or a vector .parquet (elm.vectors format; the ids are ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DescribeError(f"vector file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".json":
+            arr = np.asarray(json.loads(path.read_text()), dtype=np.float32)
+        elif suffix == ".parquet":
+            arr = vec.read(path).matrix
+        else:
+            raise DescribeError(f"vector file {path}: unknown type {suffix!r}; use .npy, .json or .parquet")
+        arr = np.asarray(arr, dtype=np.float32)
+    except DescribeError:
+        raise
+    except (OSError, ValueError, TypeError) as e:
+        raise DescribeError(f"vector file {path} is unreadable or not numeric: {e}") from e
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DescribeError(f"vector file {path}: expected shape [k, dim] or [dim], got {list(arr.shape)}")
+    return arr
+
+
+def _movie_titles(store: ArtifactStore, ingest_version: str | None) -> dict[int, str]:
+    """movieId -> title ("Toy Story (1995)") from an ingest artifact; {} when it cannot be read."""
+    import pyarrow.parquet as pq
+
+    art = store.get("ingest", ingest_version) if ingest_version else None
+    if art is None or not (art.path / "movies.parquet").exists():
+        return {}
+    t = pq.read_table(art.path / "movies.parquet", columns=["movieId", "title"])
+    return dict(zip(t.column("movieId").to_pylist(), t.column("title").to_pylist()))
+
+
+# -----------------------------------------------------------------------------
+# the Describer
+
+
+@dataclass
+class _Input:
+    space: str
+    entity_id: int | None
+    vector: np.ndarray | None
+    label: str
+
+
+@dataclass
+class _Gen:
+    max_new_tokens: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY
+    no_repeat_ngram_size: int = DEFAULT_NO_REPEAT_NGRAM_SIZE
+    batch_size: int = 8
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Describer:
+    """A loaded ELM plus the vector tables of its spaces: ids or raw vectors in, text and distances out.
+
+    ``model``: a saved ELM folder, a train artifact folder, "train=VERSION" or a bare train version, None
+    for the latest train artifact, or an ELM already in memory. ``store`` (default: $ELM_ARTIFACTS_DIR or
+    ./artifacts) is where train versions, the spaces' source artifacts and a not-included base model are
+    found. ``tables`` gives a space's vectors directly (space name -> elm.vectors.Vectors); ``titles``
+    (movieId -> title) names movies of those. ``device``: where the ELM runs ("cuda", "cpu", "auto" = cuda
+    when available; None leaves it where it is, CPU after loading).
+    """
+
+    def __init__(self, model: str | os.PathLike | ELM | None = None, store: ArtifactStore | None = None, *,
+                 tables: Mapping[str, vec.Vectors] | None = None, titles: Mapping[int, str] | None = None,
+                 device: str | None = None):
+        if store is None:
+            from elm.settings import artifacts_dir
+
+            store = ArtifactStore(artifacts_dir())
+        self.store = store
+        if isinstance(model, ELM):
+            self.elm, self.folder = model, None
+        else:
+            self.folder = resolve_elm_folder(model, store)
+            self.elm = load_elm(self.folder, store)
+        if device is not None:
+            import torch
+
+            self.elm.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.spaces = {s.name: s for s in self.elm.config.spaces}
+        tables = dict(tables or {})
+        if unknown := sorted(set(tables) - set(self.spaces)):
+            raise DescribeError(f"tables given for unknown space(s) {unknown}; this ELM reads {list(self.spaces)}")
+        self._titles = dict(titles or {})
+        self._tables: dict[str, SpaceTable | DescribeError] = {
+            name: SpaceTable(self.spaces[name], v, "the vectors given to Describer", self._titles)
+            for name, v in tables.items()}
+
+    @classmethod
+    def from_train(cls, store: ArtifactStore, version: str | None = None, **kw) -> Describer:
+        """The ELM of a train artifact (latest when version is None)."""
+        return cls(f"{TRAIN_STAGE}={version or ''}", store, **kw)
+
+    # -- spaces and tables -------------------------------------------------------------------------
+
+    def default_space(self, kind: str) -> str:
+        """The first space of this kind in the ELM's config (e.g. semantic_movies before behavioral_movies)."""
+        for s in self.elm.config.spaces:
+            if s.kind == kind:
+                return s.name
+        raise DescribeError(f"this ELM reads no {kind} space (its spaces: "
+                            f"{', '.join(f'{s.name} ({s.kind})' for s in self.spaces.values())})")
+
+    def _space(self, name: str, what: str) -> SpaceSpec:
+        if name not in self.spaces:
+            raise DescribeError(f"{what}: unknown embedding space {name!r}; this ELM reads {', '.join(self.spaces)}")
+        return self.spaces[name]
+
+    def table(self, space: str) -> SpaceTable:
+        """The real vectors of a space, from its SpaceSpec.source artifact (loaded once); raises if none."""
+        t = self._table_or_error(space)
+        if isinstance(t, DescribeError):
+            raise t
+        return t
+
+    def _table_or_error(self, name: str) -> SpaceTable | DescribeError:
+        if name not in self._tables:
+            try:
+                self._tables[name] = self._load_table(self._space(name, "table"))
+            except DescribeError as e:
+                self._tables[name] = e
+        return self._tables[name]
+
+    def _load_table(self, space: SpaceSpec) -> SpaceTable:
+        m = _SOURCE.match(space.source or "")
+        if m is None:
+            raise DescribeError(f"space {space.name!r} has no vector table: its source {space.source!r} is not an "
+                                f"artifact reference like 'semantic/<version>' (pass tables= to Describer)")
+        stage, version = m.groups()
+        try:
+            art = self.store.resolve(stage, version)
+            path = art.file(TABLE_FILES[space.kind])
+            art.verify({path.name})
+            vectors = vec.read(path, expected_dim=space.dim)
+        except (ArtifactError, vec.VectorError) as e:
+            raise DescribeError(f"space {space.name!r} (source {space.source}): {e}") from e
+        titles = self._titles or (_movie_titles(self.store, art.manifest.get("inputs", {}).get("ingest"))
+                                  if space.kind == "movie" else {})
+        return SpaceTable(space, vectors, f"{stage}/{art.version}/{path.name}", titles)
+
+    # -- describing --------------------------------------------------------------------------------
+
+    def describe(self, task: str | None = None, prompt: str | None = None, movies: Sequence[int] = (),
+                 users: Sequence[int] = (), vectors: Sequence[np.ndarray] | np.ndarray | None = None, *,
+                 movie_space: str | None = None, user_space: str | None = None,
+                 vector_space: str | Sequence[str] | None = None, vectors_name: str = "vectors",
+                 max_new_tokens: int | None = None, do_sample: bool = False, temperature: float = 1.0,
+                 top_p: float = 1.0, repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
+                 no_repeat_ngram_size: int = DEFAULT_NO_REPEAT_NGRAM_SIZE, batch_size: int = 8,
+                 seed: int | None = None, **generate_kwargs) -> list[Answer]:
+        """Answers for a catalog ``task`` or a free-form ``prompt`` (one ``<emb>`` per slot).
+
+        Inputs, in this order: ``movies`` (ids in ``movie_space``, default the ELM's first movie space),
+        ``users`` (ids in ``user_space``), ``vectors`` (raw, [k, dim] or a list; read in ``vector_space``,
+        default the space of the slot's kind for a task, else the ELM's first space). They are cut into
+        groups of as many as the prompt has slots, one answer per group, in order.
+        """
+        text, t = self._prompt(task, prompt)
+        k = text.count(EMB_TOKEN)
+        inputs: list[_Input] = []
+        if len(movies):
+            ms = movie_space or self.default_space("movie")
+            inputs += [_Input(ms, _as_id(i, "movies"), None, f"movieId {i}") for i in movies]
+        if len(users):
+            us = user_space or self.default_space("user")
+            inputs += [_Input(us, _as_id(i, "users"), None, f"userId {i}") for i in users]
+        raw = _as_vector_list(vectors, vectors_name)
+        if isinstance(vector_space, str) or vector_space is None:
+            spaces = [vector_space] * len(raw)
+        else:
+            spaces = list(vector_space)
+            if len(spaces) != len(raw):
+                raise DescribeError(f"vector_space names {len(spaces)} space(s) for {len(raw)} vector(s)")
+        for j, (v, sp) in enumerate(zip(raw, spaces)):
+            if sp is None:
+                pos = (len(inputs)) % k
+                sp = self.default_space(t.slots[pos]) if t is not None else self.elm.config.spaces[0].name
+            inputs.append(_Input(sp, None, v, f"{vectors_name}[{j}]"))
+        if not inputs:
+            raise DescribeError("nothing to describe: give movie ids, user ids or vectors")
+        if len(inputs) % k:
+            given = ", ".join(f"{n} {w}" for n, w in ((len(movies), "movie id(s)"), (len(users), "user id(s)"),
+                                                        (len(raw), "vector(s)")) if n)
+            raise DescribeError(f"the prompt has {k} {EMB_TOKEN} placeholder(s) but {len(inputs)} input(s) were "
+                                f"given ({given}); give {k} per answer (a multiple of {k})")
+        rows = [inputs[i:i + k] for i in range(0, len(inputs), k)]
+        gen = _Gen(max_new_tokens, do_sample, temperature, top_p, repetition_penalty, no_repeat_ngram_size,
+                   batch_size, seed, generate_kwargs)
+        return self._run(t, text, rows, gen)
+
+    def describe_many(self, task: str | None, items: Sequence[Any], *, prompt: str | None = None,
+                      spaces: str | Sequence[str] | None = None, **settings) -> list[Answer]:
+        """One answer per item, batched: an item is an id, a vector (array or list of floats), or for
+        multi-slot prompts a tuple (or list) of those in slot order. Each slot is read in ``spaces`` (one
+        name, or one per slot; default: the ELM's first space of the slot's kind for a task, else its first
+        space). ``settings``: the generation keywords of describe."""
+        text, t = self._prompt(task, prompt)
+        k = text.count(EMB_TOKEN)
+        if isinstance(spaces, str) or spaces is None:
+            slot_spaces = [spaces] * k
+        else:
+            slot_spaces = list(spaces)
+            if len(slot_spaces) != k:
+                raise DescribeError(f"spaces names {len(slot_spaces)} space(s) for {k} slot(s)")
+        slot_spaces = [s or (self.default_space(t.slots[j]) if t is not None else self.elm.config.spaces[0].name)
+                       for j, s in enumerate(slot_spaces)]
+        if isinstance(items, np.ndarray) and items.ndim == 2 and k == 1:
+            items = list(items)
+        rows = []
+        for i, item in enumerate(items):
+            group = isinstance(item, tuple) or (k > 1 and isinstance(item, list))  # else an id or one vector
+            parts = list(item) if group else [item]
+            if len(parts) != k:
+                raise DescribeError(f"items[{i}] holds {len(parts)} input(s) but the prompt has {k} {EMB_TOKEN} "
+                                    f"placeholder(s)")
+            row = []
+            for j, x in enumerate(parts):
+                sp = slot_spaces[j]
+                if isinstance(x, (int, np.integer)):
+                    id_name = "movieId" if self._space(sp, f"items[{i}]").kind == "movie" else "userId"
+                    row.append(_Input(sp, int(x), None, f"{id_name} {int(x)}"))
+                else:
+                    row.append(_Input(sp, None, _as_vector_list([x], f"items[{i}]")[0],
+                                      f"items[{i}]" + (f"[{j}]" if k > 1 else "")))
+            rows.append(row)
+        if not rows:
+            raise DescribeError("nothing to describe: items is empty")
+        return self._run(t, text, rows, _gen(settings))
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _prompt(self, task: str | None, prompt: str | None) -> tuple[str, Task | None]:
+        if (task is None) == (prompt is None):
+            raise DescribeError("give exactly one of task (a catalog task name) or prompt (free text with "
+                                f"{EMB_TOKEN} placeholders)")
+        if task is not None:
+            t = get_task(task)  # UnknownTaskError lists the known tasks
+            return render_elm_prompt(t), t
+        if not isinstance(prompt, str) or EMB_TOKEN not in prompt:
+            raise DescribeError(f"the prompt has no {EMB_TOKEN} placeholder: put one where each vector goes, e.g. "
+                                f"'Describe the movie {EMB_TOKEN}.'")
+        return prompt, None
+
+    def _run(self, task: Task | None, prompt: str, rows: list[list[_Input]], gen: _Gen) -> list[Answer]:
+        # 1. every input's vector, checked (dimension, finiteness, kind), naming the input
+        for r, row in enumerate(rows):
+            for j, x in enumerate(row):
+                space = self._space(x.space, x.label)
+                if task is not None and task.slots[j] != space.kind:
+                    raise DescribeError(f"{x.label}: slot {j} of task {task.name!r} takes a {task.slots[j]} vector "
+                                        f"but space {space.name!r} holds {space.kind} vectors")
+                if x.vector is not None:
+                    _check_vector(x.vector, space, x.label)
+        by_space: dict[str, list[_Input]] = {}
+        for x in (x for row in rows for x in row):
+            by_space.setdefault(x.space, []).append(x)
+        reports: dict[int, SlotReport] = {}
+        for name, xs in by_space.items():
+            ids = [x for x in xs if x.entity_id is not None]
+            if ids:
+                found = self.table(name).lookup([x.entity_id for x in ids])
+                for x, v in zip(ids, found):
+                    x.vector = v
+            # 2. nearest real entity of each vector, one matrix product per space
+            table = self._table_or_error(name)
+            if isinstance(table, DescribeError):
+                for x in xs:
+                    reports[id(x)] = SlotReport(name, x.entity_id, None, None, None, None, x.label, None)
+                continue
+            nid, cos = table.nearest(np.stack([x.vector for x in xs]))
+            ref = table.reference_cosine()
+            for x, i, c in zip(xs, nid.tolist(), cos.tolist()):
+                reports[id(x)] = SlotReport(name, x.entity_id, int(i), table.titles.get(int(i)), round(float(c), 6),
+                                            round(ref, 6), x.label, table.id_name)
+        # 3. generation, batched
+        max_new = gen.max_new_tokens or (task.max_target_tokens if task is not None else FREE_PROMPT_MAX_NEW_TOKENS)
+        if gen.seed is not None:
+            import torch
+
+            torch.manual_seed(gen.seed)
+        texts = self.elm.generate(
+            [prompt] * len(rows), [[(x.space, x.vector) for x in row] for row in rows],
+            slots=None if task is None else [task.slots] * len(rows), max_new_tokens=max_new,
+            do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p,
+            repetition_penalty=gen.repetition_penalty, batch_size=gen.batch_size,
+            **({"no_repeat_ngram_size": gen.no_repeat_ngram_size} if gen.no_repeat_ngram_size else {}),
+            **gen.extra)
+        return [Answer(text, [reports[id(x)] for x in row], prompt, task.name if task is not None else None)
+                for text, row in zip(texts, rows)]
+
+
+def _gen(settings: dict) -> _Gen:
+    known = {f for f in _Gen.__dataclass_fields__ if f != "extra"}
+    return _Gen(**{k: v for k, v in settings.items() if k in known},
+                extra={k: v for k, v in settings.items() if k not in known})
+
+
+def _as_id(x: Any, what: str) -> int:
+    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
+        return int(x)
+    if isinstance(x, str) and re.fullmatch(r"\s*-?\d+\s*", x):
+        return int(x)
+    raise DescribeError(f"{what}: {x!r} is not an integer id")
+
+
+def _as_vector_list(vectors: Any, name: str) -> list[np.ndarray]:
+    """[dim] / [k, dim] arrays or a list of 1-D array-likes -> list of float32 1-D arrays."""
+    if vectors is None:
+        return []
+    if isinstance(vectors, np.ndarray) or (hasattr(vectors, "detach") and hasattr(vectors, "numpy")):
+        arr = np.asarray(vectors.detach().cpu().numpy() if hasattr(vectors, "detach") else vectors)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise DescribeError(f"{name}: expected shape [k, dim] or [dim], got {list(arr.shape)}")
+        vectors = list(arr)
+    out = []
+    for j, v in enumerate(vectors):
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        try:
+            a = np.asarray(v, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise DescribeError(f"{name}[{j}]: not a numeric vector ({e})") from None
+        if a.ndim != 1:
+            raise DescribeError(f"{name}[{j}]: expected a 1-D vector, got shape {list(a.shape)}")
+        out.append(a)
+    return out
+
+
+def _check_vector(v: np.ndarray, space: SpaceSpec, label: str) -> None:
+    if v.shape[0] != space.dim:
+        raise DescribeError(f"{label}: vector has dimension {v.shape[0]}, space {space.name!r} expects {space.dim}")
+    finite = np.isfinite(v)
+    if not finite.all():
+        raise DescribeError(f"{label}: vector has NaN/inf at position(s) {np.flatnonzero(~finite)[:5].tolist()}")
+
+
+def answers_frame(answers: Sequence[Answer]) -> pd.DataFrame:
+    """One row per (answer, slot): for tables and DuckDB."""
+    import pandas as pd
+
+    return pd.DataFrame([{"answer": i, "task": a.task, "text": a.text, "slot": j, **s.to_dict()}
+                         for i, a in enumerate(answers) for j, s in enumerate(a.slots)])
+
+
+__all__ = ["Answer", "DescribeError", "Describer", "SlotReport", "SpaceTable", "answers_frame",
+           "load_vector_file", "resolve_elm_folder"]
