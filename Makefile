@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest embeddings test bench-ingest bench-wals bench clean
+.PHONY: help setup run ingest embeddings test bench-ingest bench-wals bench-teacher bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -55,7 +55,10 @@ bench-ingest: setup
 bench-wals: setup
 	$(PY) bench/bench_wals.py
 
-bench: bench-ingest bench-wals
+bench-teacher: setup
+	$(PY) bench/bench_teacher.py
+
+bench: bench-ingest bench-wals bench-teacher
 
 clean:
 	rm -rf $(VENV)
