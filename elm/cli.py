@@ -125,7 +125,7 @@ def embeddings(
 
 @app.command()
 def synthesize(
-    teacher: str = typer.Option("local", help="local (a transformers LM here), openai (a chat endpoint) or template."),
+    teacher: str = typer.Option("template", help="template (from metadata), local (a transformers LM here) or openai (a chat endpoint)."),
     tasks: str = typer.Option("all", help="Comma-separated task names, or 'all' (see elm/task_catalog.py)."),
     train_movies: Optional[int] = typer.Option(None, help="Training movies to write targets for; -1 for all. [default: SynthesisConfig's]."),
     heldout_movies: Optional[int] = typer.Option(None, help="Held-out movies (each gets every task); -1 for all. [default: SynthesisConfig's]."),
@@ -258,20 +258,20 @@ def describe(
 @app.command()
 def train(
     movie_space: Optional[str] = typer.Option(None, help="Vectors movie slots read: semantic or behavioral (user "
-                                              "slots always read behavioral users). [default: semantic]"),
-    stage1_steps: Optional[int] = typer.Option(None, help="Stage 1 (adapters only) steps. [default: TrainConfig's]"),
-    stage2_steps: Optional[int] = typer.Option(None, help="Stage 2 (full or LoRA) steps; 0 skips it. [default: TrainConfig's]"),
-    batch_size: Optional[int] = typer.Option(None, help="Examples per step (per process) in both stages. [default: 8]"),
-    stage1_lr: Optional[float] = typer.Option(None, help="Stage 1 peak learning rate. [default: 3e-3]"),
-    stage2_lr: Optional[float] = typer.Option(None, help="Stage 2 peak learning rate. [default: TrainConfig's]"),
-    max_length: Optional[int] = typer.Option(None, help="Most tokens of prompt + target. [default: 128]"),
-    base_model: Optional[str] = typer.Option(None, help="Base LM: name, folder or hub id. [default: SmolLM2-135M-Instruct]"),
+                                              "slots always read behavioral users). (default: semantic)"),
+    stage1_steps: Optional[int] = typer.Option(None, help="Stage 1 (adapters only) steps. (default: TrainConfig's)"),
+    stage2_steps: Optional[int] = typer.Option(None, help="Stage 2 (full or LoRA) steps; 0 skips it. (default: TrainConfig's)"),
+    batch_size: Optional[int] = typer.Option(None, help="Examples per step (per process) in both stages. (default: 8)"),
+    stage1_lr: Optional[float] = typer.Option(None, help="Stage 1 peak learning rate. (default: 3e-3)"),
+    stage2_lr: Optional[float] = typer.Option(None, help="Stage 2 peak learning rate. (default: TrainConfig's)"),
+    max_length: Optional[int] = typer.Option(None, help="Most tokens of prompt + target. (default: 128)"),
+    base_model: Optional[str] = typer.Option(None, help="Base LM: name, folder or hub id. (default: SmolLM2-135M-Instruct)"),
     lora: Optional[bool] = typer.Option(None, "--lora/--full", help="Stage 2: LoRA on the LM (merged before saving) "
-                                        "or full fine-tuning. [default: full]"),
-    seed: Optional[int] = typer.Option(None, help="Adapter init, batch order, dropout. [default: 0]"),
+                                        "or full fine-tuning. (default: full)"),
+    seed: Optional[int] = typer.Option(None, help="Adapter init, batch order, dropout. (default: 0)"),
     mixed_precision: Optional[str] = typer.Option(None, help="auto (from the accelerate config), no, bf16 or fp16."),
     accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help="YAML for `accelerate launch`: "
-                                                    "cpu, gpu, multi_gpu (configs/accelerate/) or a path. [default: auto]"),
+                                                    "cpu, gpu, multi_gpu (configs/accelerate/) or a path. (default: auto)"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of TrainConfig fields (elm/training.py); "
                                           "the flags above override it."),
     version: list[str] = typer.Option([], "--from", help="Input versions as stage=version, e.g. --from synthesize=3f2a "

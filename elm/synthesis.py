@@ -55,8 +55,11 @@ class SynthesisError(RuntimeError):
 
 @dataclass(frozen=True)
 class SynthesisConfig:
-    teacher: str = "local"
-    """Who writes targets: "local" (a transformers LM here), "openai" (a chat endpoint), "template" (metadata only)."""
+    teacher: str = "template"
+    """Who writes targets: "template" (metadata only), "local" (a transformers LM here), "openai" (a chat endpoint).
+    The embedded default is template: within the make run budget, SmolLM2-135M as teacher writes a few hundred
+    targets that invent facts and name the title, and the ELM trained on them reads vectors worse (the issue note
+    has the numbers). With a capable teacher (local GPU model, or openai -> vLLM), use that."""
     tasks: tuple[str, ...] = ("all",)
     """Task names from elm/task_catalog.py, or ("all",)."""
     train_movies: int | None = 200

@@ -11,7 +11,9 @@ from elm.embeddings import SemanticConfig, SplitConfig
 from elm.synthesis import SynthesisConfig
 from flows.embeddings import embeddings_flow
 from flows.ingest import ingest_flow
+from elm.training import TrainConfig
 from flows.synthesize import synthesize_flow
+from flows.train import train_flow
 
 
 @flow(name="elm", log_prints=True)
@@ -24,11 +26,13 @@ def elm_flow(
     wals: WALSConfig = WALSConfig(),
     semantic: SemanticConfig = SemanticConfig(),
     synthesis: SynthesisConfig = SynthesisConfig(),
+    training: TrainConfig = TrainConfig(),
 ) -> dict[str, str]:
     """Run every stage (each a cache hit when its artifact version exists); returns stage -> version."""
     versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
     versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
     versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir)
+    versions["train"] = train_flow(versions, training, artifacts_dir)
     return versions
 
 
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     from elm.artifacts import ArtifactStore
     from elm.embeddings import report
     from elm.synthesis import report as synthesis_report
+    from elm.training import report as training_report
     from elm.settings import artifacts_dir
 
     store = ArtifactStore(a.artifacts or artifacts_dir())
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         print(art.describe())
     print(report(arts))
     print(synthesis_report(arts["synthesize"]))
+    print(training_report(arts["train"]))
 
 
 if __name__ == "__main__":

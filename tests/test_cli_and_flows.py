@@ -62,19 +62,25 @@ def prefect_harness():
 
 
 @pytest.mark.slow
-def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest):
+def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, tiny_lm_dir):
     """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""
     from elm.synthesis import SynthesisConfig
+    from elm.training import StageConfig, TrainConfig
     from flows.pipeline import elm_flow
     from tests.test_embeddings import FAST
 
     store, ingest_art = small_ingest
     synthesis = SynthesisConfig(teacher="template", train_movies=6, heldout_movies=3, train_users=2, heldout_users=2)
-    kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals, synthesis=synthesis)
+    training = TrainConfig(base_model=str(tiny_lm_dir), max_length=96, eval_every=0, eval_examples=4,
+                           checkpoint_every=0, stage1=StageConfig(steps=2, lr=3e-3, batch_size=2),
+                           stage2=StageConfig(steps=1, lr=1e-4, batch_size=2))
+    kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals, synthesis=synthesis,
+              training=training)
     versions = elm_flow(**kw)
     assert versions["ingest"] == ingest_art.version
-    assert set(versions) == {"ingest", "splits", "behavioral", "semantic", "synthesize"}
+    assert set(versions) == {"ingest", "splits", "behavioral", "semantic", "synthesize", "train"}
     assert store.resolve("synthesize", versions["synthesize"]).summary["teacher"] == "template"
+    assert (store.resolve("train", versions["train"]).path / "elm" / "elm_config.json").exists()
     for stage, version in versions.items():
         assert store.resolve(stage, version).rows  # published, with row counts
     counts = {stage: len(store.versions(stage)) for stage in versions}
