@@ -58,7 +58,7 @@ def test_speed_settings_do_not_change_the_version():
     a = SynthesisConfig(teacher="template", chunk_size=8).version_config()
     assert a == SynthesisConfig(teacher="template", chunk_size=500).version_config()
     assert a != SynthesisConfig(teacher="template", seed=1).version_config()
-    local = SynthesisConfig().version_config()
+    local = SynthesisConfig(teacher="local").version_config()
     assert "batch_size" not in local["teacher_settings"] and "model" in local["teacher_settings"]
 
 
