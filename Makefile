@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 # torch==2.13.0 resolves to the CPU build on the project's CPU machines. On a GPU machine, install
 # your CUDA build into .venv first (or set TORCH_SPEC) and this step leaves it alone.
 TORCH_SPEC ?= torch==2.13.0
+# Who writes training targets in make run / make synthesize: template (default), local or openai (elm synthesize).
+TEACHER ?= template
 
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -15,13 +17,15 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest embeddings test bench-ingest bench-wals bench-teacher bench clean
+.PHONY: help setup run ingest embeddings synthesize train test bench-ingest bench-wals bench-teacher bench-train bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
 	@echo "make test     set up .venv and run the test suite"
 	@echo "make ingest   only the ingest stage (elm ingest)"
 	@echo "make embeddings  ingest (cache hit if done), splits, behavioral (WALS) and semantic embeddings"
+	@echo "make synthesize  teacher-written task targets (elm synthesize; TEACHER=local for SmolLM2)"
+	@echo "make train    two-stage ELM training through accelerate launch (elm train)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
 
@@ -38,13 +42,19 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 run: setup
-	$(PY) -m flows.pipeline
+	$(PY) -m flows.pipeline --teacher $(TEACHER)
 
 ingest: setup
 	$(VENV)/bin/elm ingest
 
 embeddings: setup
 	$(VENV)/bin/elm embeddings
+
+synthesize: embeddings
+	$(VENV)/bin/elm synthesize --teacher $(TEACHER)
+
+train: synthesize
+	$(VENV)/bin/elm train
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -58,7 +68,10 @@ bench-wals: setup
 bench-teacher: setup
 	$(PY) bench/bench_teacher.py
 
-bench: bench-ingest bench-wals bench-teacher
+bench-train: setup
+	$(PY) bench/bench_train.py
+
+bench: bench-ingest bench-wals bench-teacher bench-train
 
 clean:
 	rm -rf $(VENV)
