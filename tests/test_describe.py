@@ -179,7 +179,7 @@ def test_missing_or_corrupt_model_folders(world, tmp_path):
     with pytest.raises(ELMLoadError, match="no saved ELM folder deadbeef and no 'train' artifact version"):
         Describer("deadbeef", store)
     with pytest.raises(ELMLoadError, match="no 'train' artifact"):
-        Describer(None, store)  # no train artifact in this store yet
+        Describer(None, ArtifactStore(tmp_path / "fresh"))  # a store with no train artifact
     (tmp_path / "empty").mkdir()
     with pytest.raises(ELMLoadError, match="is not a saved ELM: it has no elm_config.json"):
         Describer(tmp_path / "empty", store)
