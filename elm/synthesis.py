@@ -33,7 +33,7 @@ from elm.embeddings import read_tables
 from elm.entity_facts import movie_facts, user_facts
 from elm.semantic_consistency import cosine_rows, encode_texts, mix, random_partner
 from elm.splits import HELDOUT, TRAIN, hash_order
-from elm.target_checks import check_target
+from elm.target_checks import check_target, title_variants
 from elm.task_catalog import Task, render_elm_prompt, render_teacher_prompt, select_tasks
 from elm.teacher_local import LocalTeacherConfig
 from elm.teacher_openai import OpenAITeacherConfig
@@ -42,7 +42,7 @@ from elm.teacher_template import Movie, TemplateTeacher
 log = logging.getLogger(__name__)
 
 STAGE = "synthesize"
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: alternate titles in parentheses count as naming the movie
 TEACHERS = ("local", "openai", "template")
 CHUNKS = "chunks"
 # Settings that change speed, not text: kept out of the artifact version.
@@ -257,7 +257,8 @@ def generate_chunk(items: pd.DataFrame, facts: dict[str, dict[int, dict]], teach
         raw = teacher.complete(teacher_prompts, limits, seed=seed)
     out = []
     for (t, own, partner), prompt, limit, text in zip(jobs, teacher_prompts, limits, raw):
-        avoid = () if "user" in t.slots else tuple(f["name"] for f in (own, partner) if f is not None)
+        avoid = () if "user" in t.slots else tuple(
+            v for f in (own, partner) if f is not None for v in title_variants(f["name"]))
         checked = check_target(text, max_tokens=limit, avoid=avoid, prompt=prompt)
         out.append({"title": own.get("title") or f"user {own.get('userId')}", "elm_prompt": render_elm_prompt(t), "teacher_prompt": prompt,
                     "raw_target": text, "target": checked.text, "reason": checked.reason,

@@ -47,6 +47,19 @@ def mentions(text: str, name: str) -> bool:
     return bool(name) and re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", text.lower()) is not None
 
 
+def title_variants(name: str) -> tuple[str, ...]:
+    """A MovieLens name and the titles inside it: "Three Colors: Red (Trois couleurs: Rouge)" also goes by
+    "Three Colors: Red" and "Trois couleurs: Rouge"; "Seven (a.k.a. Se7en)" by "Seven" and "Se7en"."""
+    if not isinstance(name, str) or not name.strip():
+        return ()
+    out = [name.strip()]
+    main = re.sub(r"\s*\([^)]*\)", "", name).strip()
+    out += [main] if main else []
+    for alt in re.findall(r"\(([^)]*)\)", name):
+        out.append(re.sub(r"^(a\.k\.a\.|aka)\s+", "", alt.strip(), flags=re.I))
+    return tuple(dict.fromkeys(v for v in out if v))
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
