@@ -135,3 +135,23 @@ def test_real_smollm_summarizes_movies(smollm_dir):
         words = re.findall(r"[A-Za-z]+", text)
         assert len(words) >= 10, text
         assert sum(w.lower() in {"the", "a", "of", "and", "is", "in", "with", "to"} for w in words) >= 2, text
+
+
+def test_openai_teacher_against_a_server_backed_by_the_local_teacher(tiny_lm_dir):
+    """The openai teacher over a real chat-completions server whose answers come from a LocalTeacher:
+    the same prompts give the same greedy text either way (how synthesis scales out to a vLLM server)."""
+    from elm.teacher_openai import OpenAITeacher, OpenAITeacherConfig
+    from tests.chat_server import ChatServer
+
+    local = tiny(tiny_lm_dir)
+    prompts = ["Describe a quiet film.", "Pitch a loud comedy about toys.", "Summarize a sad war drama."]
+
+    def respond(request: dict) -> str:
+        assert request["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+        return local.complete([request["messages"][-1]["content"]], [request["max_tokens"]])[0]
+
+    with ChatServer(respond) as server:
+        with OpenAITeacher(OpenAITeacherConfig(base_url=server.url, model="tiny", max_concurrency=1)) as remote:
+            via_http = remote.complete(prompts, [12, 6, 9])
+    assert via_http == local.complete(prompts, [12, 6, 9])
+    assert len(set(via_http)) == 3
