@@ -17,7 +17,7 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest embeddings synthesize train test bench-ingest bench-wals bench-teacher bench-train bench clean
+.PHONY: help setup run ingest embeddings synthesize train evaluate report test bench-ingest bench-wals bench-teacher bench-train bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -26,6 +26,8 @@ help:
 	@echo "make embeddings  ingest (cache hit if done), splits, behavioral (WALS) and semantic embeddings"
 	@echo "make synthesize  teacher-written task targets (elm synthesize; TEACHER=local for SmolLM2)"
 	@echo "make train    two-stage ELM training through accelerate launch (elm train)"
+	@echo "make evaluate SC/BC with references, text-only baseline, interpolation, CAV (elm evaluate)"
+	@echo "make report   tables, plots and the report page of the latest evaluation (elm report)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
 
@@ -55,6 +57,12 @@ synthesize: embeddings
 
 train: synthesize
 	$(VENV)/bin/elm train
+
+evaluate: train
+	$(VENV)/bin/elm evaluate
+
+report: setup
+	$(VENV)/bin/elm report
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

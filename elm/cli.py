@@ -310,6 +310,84 @@ def train(
 
 
 @app.command()
+def evaluate(
+    heldout_per_task: Optional[int] = typer.Option(None, help="Held-out entities scored per task. (default: 6)"),
+    train_per_task: Optional[int] = typer.Option(None, help="Training entities per task, for the train/held-out "
+                                                 "gap; 0 skips. (default: 2)"),
+    tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks (default: every task with held-out "
+                                        "examples)."),
+    baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline", help="Also score the text-only "
+                                            "baseline (the base LLM reading titles). (default: on)"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Cap on generated tokens per text. (default: 96)"),
+    movie_pairs: Optional[int] = typer.Option(None, help="Movie pairs interpolated (Forrest Gump + others); 0 "
+                                              "skips. (default: 2)"),
+    user_pairs: Optional[int] = typer.Option(None, help="User pairs interpolated, scored with BC. (default: 1)"),
+    cav_attributes: Optional[str] = typer.Option(None, help="Comma-separated soft attributes, genre:<Genre> or "
+                                                 "tag:<tag>, e.g. genre:Comedy,tag:funny."),
+    cav_movies: Optional[int] = typer.Option(None, help="Held-out movies moved along each CAV. (default: 2)"),
+    cav_users: Optional[int] = typer.Option(None, help="Held-out users moved along each user CAV. (default: 1)"),
+    batch_size: Optional[int] = typer.Option(None, help="Texts per generate call. (default: 16)"),
+    seed: Optional[int] = typer.Option(None, help="Sampled entities and random references. (default: 0)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of EvalConfig fields "
+                                          "(elm/evaluation.py); the flags above override it."),
+    version: list[str] = typer.Option([], "--from", help="Input versions as stage=version: train=3f2a (default: "
+                                      "the latest train artifact, and the artifacts it was made from)."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+) -> None:
+    """Evaluate a trained ELM: SC/BC per task against random and teacher references, the text-only baseline,
+    interpolation and CAV extrapolation. Writes the evaluate artifact and prints the per-task table.
+
+    Resumable: an interrupted run keeps its finished parts; an unchanged re-run is a cache hit.
+    Then `elm report` turns it into tables, plots and a page.
+    """
+    from dataclasses import replace
+
+    from elm.evaluation import EvalConfig, report, resolve_inputs
+    from elm.evaluation import evaluate as run
+
+    store = _store(artifacts)
+    try:
+        cfg = EvalConfig.load(config) if config else EvalConfig()
+        lists = {k: tuple(x.strip() for x in v.split(",") if x.strip())
+                 for k, v in dict(tasks=tasks, cav_attributes=cav_attributes).items() if v is not None}
+        flags = dict(heldout_per_task=heldout_per_task, train_per_task=train_per_task, baseline=baseline,
+                     max_new_tokens=max_new_tokens, movie_pairs=movie_pairs, user_pairs=user_pairs,
+                     cav_movies=cav_movies, cav_users=cav_users, batch_size=batch_size, seed=seed)
+        cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None}, **lists)
+        pinned = dict(v.split("=", 1) for v in version)
+        arts = resolve_inputs(store, pinned.pop("train", None), pinned)
+        art, hit = run(arts, cfg, store)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+    typer.echo(("cache hit: " if hit else "") + report(art))
+    typer.echo(f"artifact: {art.path}\nnext: elm report")
+
+
+@app.command("report")
+def report_cmd(
+    version: Optional[str] = typer.Option(None, "--from", metavar="evaluate=VERSION", help="The evaluate artifact "
+                                          "to report (default: the latest)."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+) -> None:
+    """Turn an evaluate artifact into the report: per-task and headline tables (DuckDB SQL), PNG plots
+    (SC/BC vs interpolation weight, vs CAV step), and one Markdown/HTML page with example generations.
+
+    Prints the headline table and where the page is.
+    """
+    from elm.report import build_report, headline_text
+
+    store = _store(artifacts)
+    try:
+        if version is not None and not version.startswith("evaluate="):
+            raise ValueError(f"--from takes evaluate=VERSION, got {version!r}")
+        ev = store.resolve("evaluate", version.split("=", 1)[1] if version else None)
+        art, hit = build_report(ev, store)
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+    typer.echo(("cache hit: " if hit else "") + headline_text(art))
+
+
+@app.command()
 def sql(
     query: str = typer.Argument(..., help='SQL over the artifact views, e.g. "select * from manifests".'),
     artifacts: Optional[Path] = ArtifactsOpt,

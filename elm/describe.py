@@ -447,7 +447,7 @@ class Describer:
         rows = [inputs[i:i + k] for i in range(0, len(inputs), k)]
         gen = _Gen(max_new_tokens, do_sample, temperature, top_p, repetition_penalty, no_repeat_ngram_size,
                    batch_size, seed, generate_kwargs)
-        return self._run(t, text, rows, gen)
+        return self._run([t] * len(rows), [text] * len(rows), rows, gen)
 
     def describe_many(self, task: str | None, items: Sequence[Any], *, prompt: str | None = None,
                       spaces: str | Sequence[str] | None = None, **settings) -> list[Answer]:
@@ -456,6 +456,28 @@ class Describer:
         name, or one per slot; default: the ELM's first space of the slot's kind for a task, else its first
         space). ``settings``: the generation keywords of describe."""
         text, t = self._prompt(task, prompt)
+        rows = self._rows(text, t, items, spaces)
+        return self._run([t] * len(rows), [text] * len(rows), rows, _gen(settings))
+
+    def describe_requests(self, requests: Sequence[tuple[str, Any]], *, spaces: str | Sequence[str] | None = None,
+                          **settings) -> list[Answer]:
+        """One answer per (task, item) request, batched across tasks (``describe_many`` batches one task):
+        the way to evaluate many tasks at once. max_new_tokens defaults to the largest task budget."""
+        if not len(requests):
+            raise DescribeError("nothing to describe: requests is empty")
+        by_task: dict[str, list[int]] = {}
+        for i, (task, _) in enumerate(requests):
+            by_task.setdefault(task, []).append(i)
+        tasks: list[Task | None] = [None] * len(requests)
+        prompts, rows = [""] * len(requests), [None] * len(requests)
+        for task, idx in by_task.items():
+            text, t = self._prompt(task, None)
+            for i, row in zip(idx, self._rows(text, t, [requests[i][1] for i in idx], spaces)):
+                tasks[i], prompts[i], rows[i] = t, text, row
+        return self._run(tasks, prompts, rows, _gen(settings))
+
+    def _rows(self, text: str, t: Task | None, items: Sequence[Any],
+              spaces: str | Sequence[str] | None) -> list[list[_Input]]:
         k = text.count(EMB_TOKEN)
         if isinstance(spaces, str) or spaces is None:
             slot_spaces = [spaces] * k
@@ -486,7 +508,7 @@ class Describer:
             rows.append(row)
         if not rows:
             raise DescribeError("nothing to describe: items is empty")
-        return self._run(t, text, rows, _gen(settings))
+        return rows
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -502,9 +524,10 @@ class Describer:
                                 f"'Describe the movie {EMB_TOKEN}.'")
         return prompt, None
 
-    def _run(self, task: Task | None, prompt: str, rows: list[list[_Input]], gen: _Gen) -> list[Answer]:
+    def _run(self, tasks: list[Task | None], prompts: list[str], rows: list[list[_Input]], gen: _Gen
+             ) -> list[Answer]:
         # 1. every input's vector, checked (dimension, finiteness, kind), naming the input
-        for r, row in enumerate(rows):
+        for task, row in zip(tasks, rows):
             for j, x in enumerate(row):
                 space = self._space(x.space, x.label)
                 if task is not None and task.slots[j] != space.kind:
@@ -534,20 +557,21 @@ class Describer:
                 reports[id(x)] = SlotReport(name, x.entity_id, int(i), table.titles.get(int(i)), round(float(c), 6),
                                             round(ref, 6), x.label, table.id_name)
         # 3. generation, batched
-        max_new = gen.max_new_tokens or (task.max_target_tokens if task is not None else FREE_PROMPT_MAX_NEW_TOKENS)
+        max_new = gen.max_new_tokens or max(t.max_target_tokens if t is not None else FREE_PROMPT_MAX_NEW_TOKENS
+                                            for t in tasks)
         if gen.seed is not None:
             import torch
 
             torch.manual_seed(gen.seed)
         texts = self.elm.generate(
-            [prompt] * len(rows), [[(x.space, x.vector) for x in row] for row in rows],
-            slots=None if task is None else [task.slots] * len(rows), max_new_tokens=max_new,
+            prompts, [[(x.space, x.vector) for x in row] for row in rows],
+            slots=[None if t is None else t.slots for t in tasks], max_new_tokens=max_new,
             do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p,
             repetition_penalty=gen.repetition_penalty, batch_size=gen.batch_size,
             **({"no_repeat_ngram_size": gen.no_repeat_ngram_size} if gen.no_repeat_ngram_size else {}),
             **gen.extra)
-        return [Answer(text, [reports[id(x)] for x in row], prompt, task.name if task is not None else None)
-                for text, row in zip(texts, rows)]
+        return [Answer(text, [reports[id(x)] for x in row], prompt, t.name if t is not None else None)
+                for text, row, prompt, t in zip(texts, rows, prompts, tasks)]
 
 
 def _gen(settings: dict) -> _Gen:

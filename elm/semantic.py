@@ -95,7 +95,8 @@ def encode(texts: list[str], encoder: SentenceTransformer, batch_size: int = 64,
             bar.update(len(idx))
     elapsed = time.perf_counter() - t0
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-    log.info("encoded %d texts in %.1f s (%.0f sentences/s, batch %d)", len(texts), elapsed,
+    # a scorer encodes a few texts at a time, many times: only big jobs are news
+    log.log(logging.INFO if len(texts) >= 256 else logging.DEBUG, "encoded %d texts in %.1f s (%.0f sentences/s, batch %d)", len(texts), elapsed,
              len(texts) / max(elapsed, 1e-9), batch_size)
     return out
 

@@ -41,14 +41,17 @@ def connect(store: ArtifactStore, database: str = ":memory:") -> duckdb.DuckDBPy
             for f in m["files"]:
                 if f["name"].endswith(".parquet"):
                     tables.setdefault(f["name"].removesuffix(".parquet"), []).append((art.version, str(art.path / f["name"])))
+        # can_have_nan: pyarrow leaves NaN out of Parquet min/max statistics and DuckDB would trust them,
+        # making isnan() filters silently false (duckdb/duckdb#25521); evaluation tables hold NaN.
         for table, files in tables.items():
             union = " UNION ALL BY NAME ".join(
-                f"SELECT {_lit(v)} AS version, * FROM read_parquet({_lit(p)})" for v, p in files
+                f"SELECT {_lit(v)} AS version, * FROM read_parquet({_lit(p)}, can_have_nan = true)" for v, p in files
             )
             con.execute(f"CREATE VIEW {_ident(stage, table, 'all')} AS {union}")
             if latest is not None and any(v == latest.version for v, _ in files):
                 path = dict(files)[latest.version]
-                con.execute(f"CREATE VIEW {_ident(stage, table)} AS SELECT * FROM read_parquet({_lit(path)})")
+                con.execute(f"CREATE VIEW {_ident(stage, table)} AS "
+                            f"SELECT * FROM read_parquet({_lit(path)}, can_have_nan = true)")
     con.execute(
         "CREATE TABLE manifests (stage VARCHAR, version VARCHAR, created_at TIMESTAMPTZ, is_latest BOOLEAN, "
         "code_version VARCHAR, inputs JSON, config JSON, summary JSON, files JSON, path VARCHAR)"

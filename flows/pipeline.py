@@ -8,10 +8,13 @@ from prefect import flow
 
 from elm.behavioral import WALSConfig
 from elm.embeddings import SemanticConfig, SplitConfig
+from elm.evaluation import EvalConfig
 from elm.synthesis import SynthesisConfig
-from flows.embeddings import embeddings_flow
-from flows.ingest import ingest_flow
 from elm.training import TrainConfig
+from flows.embeddings import embeddings_flow
+from flows.evaluate import evaluate_flow
+from flows.ingest import ingest_flow
+from flows.report import report_flow
 from flows.synthesize import synthesize_flow
 from flows.train import train_flow
 
@@ -27,12 +30,15 @@ def elm_flow(
     semantic: SemanticConfig = SemanticConfig(),
     synthesis: SynthesisConfig = SynthesisConfig(),
     training: TrainConfig = TrainConfig(),
+    evaluation: EvalConfig = EvalConfig(),
 ) -> dict[str, str]:
     """Run every stage (each a cache hit when its artifact version exists); returns stage -> version."""
     versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
     versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
     versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir)
     versions["train"] = train_flow(versions, training, artifacts_dir)
+    versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir)
+    versions["report"] = report_flow(versions, artifacts_dir)
     return versions
 
 
@@ -51,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     from elm.artifacts import ArtifactStore
     from elm.embeddings import report
     from elm.synthesis import report as synthesis_report
+    from elm.evaluation import report as evaluation_report
+    from elm.report import headline_text
     from elm.training import report as training_report
     from elm.settings import artifacts_dir
 
@@ -62,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     print(report(arts))
     print(synthesis_report(arts["synthesize"]))
     print(training_report(arts["train"]))
+    print(evaluation_report(arts["evaluate"]))
+    print()
+    print(headline_text(arts["report"]))
 
 
 if __name__ == "__main__":

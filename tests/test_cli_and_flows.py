@@ -64,6 +64,7 @@ def prefect_harness():
 @pytest.mark.slow
 def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, tiny_lm_dir):
     """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""
+    from elm.evaluation import EvalConfig
     from elm.synthesis import SynthesisConfig
     from elm.training import StageConfig, TrainConfig
     from flows.pipeline import elm_flow
@@ -74,11 +75,16 @@ def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, 
     training = TrainConfig(base_model=str(tiny_lm_dir), max_length=96, eval_every=0, eval_examples=4,
                            checkpoint_every=0, stage1=StageConfig(steps=2, lr=3e-3, batch_size=2),
                            stage2=StageConfig(steps=1, lr=1e-4, batch_size=2))
+    evaluation = EvalConfig(heldout_per_task=2, train_per_task=1, tasks=("summary", "similarities", "user_profile"),
+                            max_new_tokens=8, movie_pairs=1, user_pairs=1, alphas=(0.0, 1.0),
+                            cav_attributes=("genre:Comedy",), cav_alphas=(0.0, 2.0), cav_movies=1, cav_users=1)
     kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals, synthesis=synthesis,
-              training=training)
+              training=training, evaluation=evaluation)
     versions = elm_flow(**kw)
     assert versions["ingest"] == ingest_art.version
-    assert set(versions) == {"ingest", "splits", "behavioral", "semantic", "synthesize", "train"}
+    assert set(versions) == {"ingest", "splits", "behavioral", "semantic", "synthesize", "train", "evaluate", "report"}
+    assert store.resolve("evaluate", versions["evaluate"]).manifest["inputs"]["train"] == versions["train"]
+    assert (store.resolve("report", versions["report"]).path / "report.html").exists()
     assert store.resolve("synthesize", versions["synthesize"]).summary["teacher"] == "template"
     assert (store.resolve("train", versions["train"]).path / "elm" / "elm_config.json").exists()
     for stage, version in versions.items():

@@ -111,6 +111,20 @@ def test_batched_equals_one_by_one_and_keeps_order(world):
     assert texts(d.describe("summary", vectors=d.table(SEM).lookup(MOVIES), batch_size=1, **KW)) == texts(batched[:3])
 
 
+def test_requests_of_several_tasks_batch_together_and_equal_one_task_at_a_time(world):
+    _, _, d, _ = world
+    requests = [("summary", 1), ("similarities", (1, 2)), ("user_profile", 5), ("summary", 260),
+                ("similarities", (260, 2571))]
+    mixed = d.describe_requests(requests, batch_size=8, **KW)
+    assert [a.task for a in mixed] == [t for t, _ in requests]
+    for task in ("summary", "similarities", "user_profile"):
+        items = [x for t, x in requests if t == task]
+        assert texts(d.describe_many(task, items, batch_size=1, **KW)) == [a.text for a in mixed if a.task == task]
+    assert mixed[2].slots[0].space == USR and [s.entity_id for s in mixed[1].slots] == [1, 2]
+    with pytest.raises(DescribeError, match="empty"):
+        d.describe_requests([])
+
+
 def test_free_form_prompt_with_two_slots(world):
     _, _, d, _ = world
     prompt = f"What do the movies {EMB_TOKEN} and {EMB_TOKEN} have in common?"

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.report import report_task
+
+
+@flow(name="report", log_prints=True)
+def report_flow(versions: dict[str, str], artifacts_dir: str | None = None) -> str:
+    """Tables, plots and the report page of versions["evaluate"], shown in the Prefect UI as artifacts."""
+    return report_task(versions, artifacts_dir)

@@ -1,0 +1,298 @@
+"""The evaluate stage (elm/evaluation.py) and `elm evaluate` / `elm report`, on real ml-latest-small vectors.
+
+The ELM is a tiny random one published as a train artifact: its words mean nothing, so what is tested is what
+evaluation promises whatever the model: scores equal their definitions, references are measured the same way,
+the endpoints of an interpolation are the entities' own vectors, nothing is published on bad input, and an
+interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from elm import evaluation as ev
+from elm.artifacts import ArtifactStore
+from elm.cav import CAVError
+from elm.cli import app
+from elm.elm_model import ELM, ELMConfig, SpaceSpec
+from elm.evaluation import EvalConfig, EvaluationError, evaluate, resolve_inputs
+from elm.interpolation import lerp, movie_pairs
+from elm.report import build_report, headline_text
+from elm.semantic_consistency import normalised
+from elm.splits import HELDOUT
+from elm.synthesis import SynthesisConfig, synthesize
+
+TASKS = ("summary", "similarities", "user_profile")
+SMALL = EvalConfig(heldout_per_task=2, train_per_task=1, tasks=TASKS, max_new_tokens=8, movie_pairs=1, user_pairs=1,
+                   alphas=(0.0, 0.5, 1.0), cav_attributes=("genre:Comedy",), cav_alphas=(0.0, 2.0), cav_movies=1,
+                   cav_users=1)
+GEN_FILES = {"generations.parquet", "scores.parquet", "interpolation.parquet", "cav.parquet",
+             "cav_classifiers.parquet", "eval_config.json"}
+
+
+def publish_untrained_elm(store: ArtifactStore, arts: dict, lm_dir, tag: str = "untrained"):
+    """A train artifact holding a tiny random ELM over the semantic movie and behavioral user spaces."""
+    sem, beh = arts["semantic"], arts["behavioral"]
+    spaces = (SpaceSpec("semantic_movies", "movie", sem.summary["dim"], f"semantic/{sem.version}"),
+              SpaceSpec("behavioral_users", "user", beh.summary["dim"], f"behavioral/{beh.version}"))
+    torch.manual_seed(0)
+    elm = ELM.from_base(ELMConfig(spaces=spaces, base_model=str(lm_dir)))
+    art, _ = store.produce("train", inputs={k: arts[k].version for k in ("synthesize", "semantic", "behavioral")},
+                           config={"test": tag}, code_version="test",
+                           build=lambda work: elm.save(work.path / "elm", include_base=True))
+    return art
+
+
+@pytest.fixture(scope="module")
+def world(small_embeddings, tiny_lm_dir):
+    """(store, evaluation inputs) with a template synthesize artifact and an untrained tiny ELM."""
+    store, ingest_art, arts = small_embeddings
+    arts = dict(arts, ingest=ingest_art)
+    syn, _ = synthesize(arts, SynthesisConfig(teacher="template", train_movies=6, heldout_movies=3, train_users=2,
+                                              heldout_users=2), store)
+    train = publish_untrained_elm(store, dict(arts, synthesize=syn), tiny_lm_dir)
+    return store, resolve_inputs(store, train.version)
+
+
+@pytest.fixture(scope="module")
+def evaluated(world):
+    store, arts = world
+    art, hit = evaluate(arts, SMALL, store)
+    return store, arts, art
+
+
+# -----------------------------------------------------------------------------
+# metrics on cases with known answers
+
+
+def test_a_text_identical_to_the_teachers_scores_the_truth_reference(world):
+    store, arts = world
+    ctx = ev.load_context(arts, SMALL, store)
+    rows = ev.generalisation_rows(ctx, HELDOUT, TASKS)
+    targets = rows["target"].tolist()
+    gens = pd.concat([ev.score_by_task(ctx, rows, targets, {"split": HELDOUT, "system": s, "prompt": "", "space": ""})
+                      for s in ("elm", "truth")])
+    scores = ev.aggregate_scores(gens)
+    assert set(scores["task"]) == set(TASKS)
+    assert set(scores.loc[scores["task"] == "user_profile", "metric"]) == {"bc"}  # users have no semantic vector
+    for r in scores.itertuples():
+        assert r.elm == pytest.approx(r.truth) and r.elm_normalised == pytest.approx(1.0)
+        assert r.random < r.truth  # the teacher's text matches its own movie better than another's
+
+
+def test_sc_is_the_cosine_with_the_movie_vector_and_pairs_use_the_mix(world):
+    store, arts = world
+    ctx = ev.load_context(arts, SMALL, store)
+    rows = ev.generalisation_rows(ctx, HELDOUT, ["summary", "similarities"])
+    sc_vec, _ = ev.movie_targets(ctx, rows["entity_id"].tolist(), rows["partner_id"].tolist())
+    one = rows["partner_id"].isna().to_numpy()
+    np.testing.assert_allclose(sc_vec[one], ctx.semantic.get(rows.loc[one, "entity_id"]))
+    a, b = ctx.semantic.get(rows.loc[~one, "entity_id"]), ctx.semantic.get(rows.loc[~one, "partner_id"].astype(int))
+    mixed = (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True)
+    np.testing.assert_allclose(sc_vec[~one], mixed, atol=1e-6)
+    # encoding the movie's own semantic document gives the SC of the encoder against itself: ~1
+    docs = pd.read_parquet(arts["semantic"].file("documents.parquet")).set_index("movieId")["document"]
+    ids = rows.loc[one, "entity_id"].tolist()
+    s = ev.score_texts(ctx, docs[ids].tolist(), ctx.semantic.get(ids), None, seed=0)
+    assert s["sc"] == pytest.approx(np.ones(len(ids)), abs=1e-4)
+
+
+def test_bc_is_one_for_the_cf_ranking_and_low_for_a_random_one(world):
+    store, arts = world
+    ctx = ev.load_context(arts, SMALL, store)
+    from elm.behavioral_consistency import ndcg_at_k, random_ranking_ndcg, user_relevance
+
+    rel = user_relevance(ctx.users.get(ctx.users.ids[:5]), ctx.cand_factors)
+    assert ndcg_at_k(rel, rel, SMALL.bc_k) == pytest.approx(np.ones(5))  # the CF model's own ranking
+    assert (random_ranking_ndcg(rel, SMALL.bc_k, seed=0) < 0.5).all()
+    # the teacher's profiles rank movies more like the CF model than a random ranking does
+    rows = ev.generalisation_rows(ctx, HELDOUT, ["user_profile"])
+    s = ev.score_texts(ctx, rows["target"].tolist(), None, user_relevance(ctx.users.get(rows["entity_id"]),
+                                                                         ctx.cand_factors), seed=0)
+    assert np.isnan(s["sc"]).all() and (s["bc"] > 0).all()
+
+
+def test_interpolation_endpoints_are_the_entities_own_vectors(small_embeddings):
+    _, ingest_art, arts = small_embeddings
+    movies = pd.read_parquet(ingest_art.file("movies.parquet"))
+    ratings = pd.read_parquet(ingest_art.file("ratings.parquet"))
+    sem = pd.read_parquet(arts["semantic"].file("movies.parquet"))
+    (a, b), = movie_pairs(movies, ratings, "Forrest Gump", 1, sem["movieId"])
+    assert movies.set_index("movieId").loc[a, "title"] == "Forrest Gump (1994)"
+    genres = movies.set_index("movieId")["genres"]
+    assert not set(genres[a]) & set(genres[b])  # the partner shares no genre: the middle is a new movie
+    va, vb = np.random.default_rng(0).standard_normal((2, 4, 16)).astype(np.float32)
+    np.testing.assert_array_equal(lerp(va, vb, 0.0), va)
+    np.testing.assert_array_equal(lerp(va, vb, 1.0), vb)
+    np.testing.assert_allclose(lerp(va, vb, np.array([0, 0.5, 1, 0.25])),
+                               np.stack([va[0], (va[1] + vb[1]) / 2, vb[2], 0.75 * va[3] + 0.25 * vb[3]]), atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# the stage
+
+
+def test_evaluate_publishes_every_table_and_traces_numbers_to_texts(evaluated):
+    store, arts, art = evaluated
+    assert {f["name"] for f in art.manifest["files"]} == GEN_FILES
+    assert art.manifest["inputs"]["train"] == arts["train"].version
+    gens = pd.read_parquet(art.file("generations.parquet"))
+    assert list(gens.columns) == ev.GEN_COLUMNS
+    g = gens[gens["experiment"] == "generalisation"]
+    held = g[g["split"] == HELDOUT]
+    assert held.groupby(["task", "system"]).size().to_dict() == {
+        ("similarities", "baseline"): 2, ("similarities", "elm"): 2, ("similarities", "truth"): 2,
+        ("summary", "baseline"): 2, ("summary", "elm"): 2, ("summary", "truth"): 2,
+        ("user_profile", "elm"): 2, ("user_profile", "truth"): 2}
+    assert (g.loc[g["system"] == "elm", "prompt"].str.contains("<emb>")).all()
+    assert g.loc[g["system"] == "baseline", "prompt"].str.contains('"').all()  # titles in quotes
+    # scores.parquet is the mean of the rows it summarises
+    scores = pd.read_parquet(art.file("scores.parquet"))
+    s = scores[(scores["split"] == HELDOUT) & (scores["task"] == "summary") & (scores["metric"] == "sc")].iloc[0]
+    rows = held[held["task"] == "summary"]
+    assert s["elm"] == pytest.approx(rows.loc[rows["system"] == "elm", "sc"].mean())
+    assert s["truth"] == pytest.approx(rows.loc[rows["system"] == "truth", "sc"].mean())
+    assert s["random"] == pytest.approx(rows.loc[rows["system"] == "truth", "sc_random"].mean())
+    assert s["elm_normalised"] == pytest.approx(normalised(s["elm"], s["random"], s["truth"]))
+    # the truth reference is the synthesize stage's reference SC, measured the same way
+    ref = pd.read_parquet(arts["synthesize"].file("reference_sc.parquet")).set_index("task")
+    if ref.loc["summary", "n"] == 2:
+        assert s["truth"] == pytest.approx(ref.loc["summary", "sc_truth"], abs=1e-5)
+    # interpolation: the ends are the real movies (nearest cosine 1), the middle is not
+    interp = gens[(gens["experiment"] == "interpolation") & (gens["system"] == "elm")]
+    ends = interp[interp["alpha"].isin([0.0, 1.0])]
+    assert ends["nearest_cosine"].to_numpy() == pytest.approx(np.ones(len(ends)), abs=1e-5)
+    assert (interp.loc[interp["alpha"] == 0.5, "nearest_cosine"] < 0.9999).all()
+    assert set(interp["entity_kind"]) == {"movie", "user"}
+    # CAV: the moved vectors leave the data as alpha grows; the classifier was measured on held-out entities
+    cav = gens[gens["experiment"] == "cav"]
+    assert set(cav["attribute"]) == {"genre:Comedy"} and cav["attribute_score"].between(0, 1).all()
+    movie = cav[cav["entity_kind"] == "movie"].sort_values("alpha")
+    assert movie["nearest_cosine"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    assert movie["nearest_cosine"].iloc[-1] < 0.9999
+    cls = pd.read_parquet(art.file("cav_classifiers.parquet"))
+    assert set(cls["space"]) == {"semantic_movies", "behavioral_users"}
+    assert (cls["heldout_accuracy"] > 0.6).all() and (cls["n_heldout"] > 0).all()
+    assert art.summary["headline"]["tasks"] == 2
+
+
+def test_evaluate_again_is_a_cache_hit_and_the_report_renders(evaluated):
+    store, arts, art = evaluated
+    again, hit = evaluate(arts, SMALL, store)
+    assert hit and again.version == art.version
+    rep, _ = build_report(art, store)
+    for f in ("report.md", "report.html", "per_task_sc.png", "interpolation.png", "cav.png"):
+        assert (rep.path / f).stat().st_size > 0
+    text = headline_text(rep)
+    assert "report.html" in text and "SC movies" in text
+
+
+def test_an_interrupted_evaluation_resumes_with_the_parts_it_finished(world, monkeypatch):
+    store, arts = world
+    cfg = EvalConfig(**{**SMALL.to_dict(), "tasks": ("summary",), "seed": 1, "cav_attributes": (), "user_pairs": 0})
+    real_interp = ev.interpolation_movie_part
+
+    def die(ctx):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(ev, "interpolation_movie_part", die)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(arts, cfg, store)
+    assert not store.versions("evaluate") or all(a.manifest["config"]["seed"] != 1 for a in store.versions("evaluate"))
+    work = next(p for p in (store.root / "evaluate").iterdir() if p.name.startswith(".work-"))
+    done = sorted(p.name for p in (work / ev.PARTS).iterdir())
+    assert done == ["generalisation__baseline.parquet", "generalisation__heldout.parquet",
+                    "generalisation__train.parquet"]
+    calls = []
+
+    def must_not_run(*a, **k):
+        calls.append(a)
+        raise AssertionError("a finished part ran again")
+
+    monkeypatch.setattr(ev, "interpolation_movie_part", real_interp)
+    monkeypatch.setattr(ev, "generalisation_part", must_not_run)
+    monkeypatch.setattr(ev, "baseline_part", must_not_run)
+    art, hit = evaluate(arts, cfg, store)
+    assert not hit and not calls and not work.exists()
+    gens = pd.read_parquet(art.file("generations.parquet"))
+    assert set(gens["experiment"]) == {"generalisation", "interpolation"}
+
+
+# -----------------------------------------------------------------------------
+# bad input
+
+
+def test_a_model_trained_on_another_space_is_refused(world, small_embeddings, tiny_lm_dir):
+    store, arts = world
+    from elm import vectors as vec
+
+    published = len(store.versions("evaluate"))
+    other_dim = vec.Vectors("movieId", np.arange(1, 6, dtype=np.int64), np.ones((5, 8), dtype=np.float32))
+    fake, _ = store.produce("semantic", inputs={"ingest": arts["ingest"].version}, config={"fake": "dim 8"},
+                            code_version="test", build=lambda w: vec.write(w.path / "movies.parquet", other_dim))
+    with pytest.raises(EvaluationError, match=r"384-dimensional .* dimension 8"):
+        evaluate(dict(arts, semantic=fake), SMALL, store)
+    same_dim = vec.Vectors("movieId", np.arange(1, 6, dtype=np.int64), np.ones((5, 384), dtype=np.float32))
+    fake2, _ = store.produce("semantic", inputs={"ingest": arts["ingest"].version}, config={"fake": "refit"},
+                             code_version="test", build=lambda w: vec.write(w.path / "movies.parquet", same_dim))
+    with pytest.raises(EvaluationError, match="was trained on semantic/"):
+        evaluate(dict(arts, semantic=fake2), SMALL, store)
+    assert len(store.versions("evaluate")) == published
+
+
+def test_no_heldout_examples_is_a_clear_error(world):
+    store, arts = world
+    ex = pd.read_parquet(arts["synthesize"].file("examples.parquet"))
+    ex = ex[ex["split"] != HELDOUT]
+    syn, _ = store.produce("synthesize", inputs={"test": "no held-out"}, config={}, code_version="test",
+                           build=lambda w: ex.to_parquet(w.path / "examples.parquet"))
+    with pytest.raises(EvaluationError, match="no held-out examples"):
+        evaluate(dict(arts, synthesize=syn), SMALL, store)
+
+
+def test_a_cav_attribute_with_too_few_positives_fails_before_generating(world, monkeypatch):
+    store, arts = world
+    monkeypatch.setattr(ev, "generalisation_part", lambda *a: pytest.fail("generated before checking the CAVs"))
+    cfg = EvalConfig(**{**SMALL.to_dict(), "cav_attributes": ("tag:funny",), "cav_min_positives": 50})
+    with pytest.raises(CAVError, match=r"tag:funny.*positive"):
+        evaluate(arts, cfg, store)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(heldout_per_task=1), "heldout_per_task"), (dict(tasks=("nope",)), "unknown task"),
+    (dict(alphas=(0.0, 1.5)), "alphas"), (dict(cav_attributes=("mood:happy",)), "genre"),
+    (dict(max_new_tokens=2), "max_new_tokens"), (dict(batch_size=0), "batch_size")])
+def test_eval_config_validates(bad, match):
+    with pytest.raises(ValueError, match=match):
+        EvalConfig(**bad)
+
+
+def test_eval_config_round_trips_and_rejects_unknown_fields(tmp_path):
+    p = tmp_path / "eval.json"
+    p.write_text(pd.Series(SMALL.to_dict()).to_json())
+    assert EvalConfig.load(p) == SMALL
+    with pytest.raises(ValueError, match="unknown EvalConfig field"):
+        EvalConfig.from_dict({"heldout": 3})
+
+
+# -----------------------------------------------------------------------------
+# the CLI
+
+
+def test_cli_evaluate_then_report(evaluated, tmp_path):
+    store, arts, art = evaluated
+    cfg = tmp_path / "eval.json"
+    cfg.write_text(pd.Series(SMALL.to_dict()).to_json())
+    r = CliRunner().invoke(app, ["evaluate", "--artifacts", str(store.root), "--config", str(cfg),
+                                 "--from", f"train={arts['train'].version}"])
+    assert r.exit_code == 0, r.output
+    assert "cache hit" in r.output and "summary" in r.output and "user_profile" in r.output
+    r = CliRunner().invoke(app, ["report", "--artifacts", str(store.root), "--from", f"evaluate={art.version}"])
+    assert r.exit_code == 0, r.output
+    assert "report.html" in r.output
+    r = CliRunner().invoke(app, ["evaluate", "--artifacts", str(store.root), "--from", "train=doesnotexist"])
+    assert r.exit_code == 1 and "doesnotexist" in r.output
