@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 TORCH_SPEC ?= torch==2.13.0
 # Who writes training targets in make run / make synthesize: template (default), local or openai (elm synthesize).
 TEACHER ?= template
+# The local Prefect server of `make server` / `make deploy` (its SQLite database lives in PREFECT_HOME).
+PREFECT_PORT ?= 4200
+PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -17,7 +20,7 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest embeddings synthesize train evaluate report test bench-ingest bench-wals bench-teacher bench-train bench clean
+.PHONY: help setup run ingest embeddings synthesize train evaluate report server deploy test bench-ingest bench-wals bench-teacher bench-train bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -28,6 +31,8 @@ help:
 	@echo "make train    two-stage ELM training through accelerate launch (elm train)"
 	@echo "make evaluate SC/BC with references, text-only baseline, interpolation, CAV (elm evaluate)"
 	@echo "make report   tables, plots and the report page of the latest evaluation (elm report)"
+	@echo "make server   a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI at http://127.0.0.1:$(PREFECT_PORT))"
+	@echo "make deploy   register elm/full and elm/reevaluate (cron CRON=...) and serve them (needs make server)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
 
@@ -63,6 +68,14 @@ evaluate: train
 
 report: setup
 	$(VENV)/bin/elm report
+
+server: setup
+	PREFECT_HOME=$${PREFECT_HOME:-$(CURDIR)/.prefect} $(VENV)/bin/prefect server start --host 127.0.0.1 \
+		--port $(PREFECT_PORT) --analytics-off
+
+deploy: setup
+	PREFECT_API_URL=$(PREFECT_API_URL) $(PY) -m flows.deploy $(if $(CRON),--cron "$(CRON)") \
+		$(if $(CONFIG),--config $(CONFIG))
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

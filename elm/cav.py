@@ -174,6 +174,10 @@ class CAV:
         p = expit(vectors @ np.asarray(self.coef, dtype=np.float64) + self.intercept)
         return float(p) if vectors.ndim == 1 else p
 
+    ROW_COLUMNS = ("attribute", "space", "dim", "coef_norm", "intercept", "scale", "n_pos", "n_neg",
+                   "train_accuracy", "heldout_accuracy", "heldout_balanced_accuracy", "n_heldout")
+    """The keys of to_row, in order (an empty table keeps them: a Parquet file needs columns)."""
+
     def to_row(self) -> dict:
         """Scalars only, one row of a CAV summary table."""
         return {

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -512,27 +515,31 @@ def interpolation_user_part(ctx: Context) -> pd.DataFrame:
 
 
 def fit_cavs(ctx: Context) -> tuple[dict[str, dict[str, CAV]], pd.DataFrame]:
-    """Every attribute's CAV in the ELM's movie space, the semantic space (the text scorer) and the user
-    space; fitted before anything is generated, so an attribute with too few examples fails fast."""
-    cfg = ctx.cfg
-    heldout_m = ctx.movie_split.index[ctx.movie_split == HELDOUT]
-    heldout_u = ctx.user_split.index[ctx.user_split == HELDOUT]
-    out: dict[str, dict[str, CAV]] = {}
-    for key in cfg.cav_attributes:
-        attr = parse_attribute(key)
-        labels = movie_labels(attr, ctx.movies, ctx.tags, *ctx.genome)
-        cavs = {"text": fit_cav(ctx.semantic, labels, heldout_m, attribute=attr.key, space="semantic_movies",
-                                min_positives=cfg.cav_min_positives, seed=cfg.seed)}
-        if cfg.cav_movies:
-            cavs["movie"] = cavs["text"] if ctx.movie_space_is_semantic() else fit_cav(
-                ctx.movie_space_vectors(), labels, heldout_m, attribute=attr.key, space=ctx.movie_space,
-                min_positives=cfg.cav_min_positives, seed=cfg.seed)
-        if cfg.cav_users and ctx.user_space() is not None:
-            cavs["user"] = fit_cav(ctx.users, user_labels(attr, ctx.ratings, labels), heldout_u, attribute=attr.key,
-                                   space=ctx.user_space(), min_positives=cfg.cav_min_positives, seed=cfg.seed)
-        out[attr.key] = cavs
+    """Every attribute's CAVs (fit_attribute_cavs); fitted before anything is generated, so an attribute with
+    too few examples fails fast."""
+    out = {parse_attribute(key).key: fit_attribute_cavs(ctx, key) for key in ctx.cfg.cav_attributes}
     rows = [c.to_row() for cavs in out.values() for c in {id(c): c for c in cavs.values()}.values()]
-    return out, pd.DataFrame(rows)
+    return out, pd.DataFrame(rows, columns=list(CAV.ROW_COLUMNS))
+
+
+def fit_attribute_cavs(ctx: Context, key: str) -> dict[str, CAV]:
+    """One attribute's CAV in the semantic space (the text scorer), the ELM's movie space and the user space.
+    Seeded, so a part run elsewhere (run_part) refits the very CAVs the classifier table reports."""
+    cfg = ctx.cfg
+    attr = parse_attribute(key)
+    heldout_m = ctx.movie_split.index[ctx.movie_split == HELDOUT]
+    labels = movie_labels(attr, ctx.movies, ctx.tags, *ctx.genome)
+    cavs = {"text": fit_cav(ctx.semantic, labels, heldout_m, attribute=attr.key, space="semantic_movies",
+                            min_positives=cfg.cav_min_positives, seed=cfg.seed)}
+    if cfg.cav_movies:
+        cavs["movie"] = cavs["text"] if ctx.movie_space_is_semantic() else fit_cav(
+            ctx.movie_space_vectors(), labels, heldout_m, attribute=attr.key, space=ctx.movie_space,
+            min_positives=cfg.cav_min_positives, seed=cfg.seed)
+    if cfg.cav_users and ctx.user_space() is not None:
+        heldout_u = ctx.user_split.index[ctx.user_split == HELDOUT]
+        cavs["user"] = fit_cav(ctx.users, user_labels(attr, ctx.ratings, labels), heldout_u, attribute=attr.key,
+                               space=ctx.user_space(), min_positives=cfg.cav_min_positives, seed=cfg.seed)
+    return cavs
 
 
 def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
@@ -695,32 +702,7 @@ def headline(scores: pd.DataFrame, cav: pd.DataFrame, classifiers: pd.DataFrame)
 
 
 # -----------------------------------------------------------------------------
-# the stage
-
-
-def _run_parts(plan: list[tuple[str, Callable[[], pd.DataFrame]]], folder: Path) -> pd.DataFrame:
-    """Run each named part once: a part already in ``folder`` (an interrupted run's) is read back."""
-    from tqdm.auto import tqdm
-
-    folder.mkdir(parents=True, exist_ok=True)
-    frames = []
-    bar = tqdm(plan, desc="evaluate", unit="part", disable=None)
-    for name, fn in bar:
-        path = folder / f"{name.replace('/', '__').replace(':', '_')}.parquet"
-        bar.set_postfix_str(name)
-        if path.exists():
-            log.info("evaluate: %s already done (resumed from %s)", name, path.name)
-            frames.append(pd.read_parquet(path))
-            continue
-        t0 = time.perf_counter()
-        df = fn()
-        tmp = path.with_suffix(".tmp")
-        df.to_parquet(tmp, index=False)
-        tmp.replace(path)
-        log.info("evaluate: %s: %d texts in %.1f s", name, len(df), time.perf_counter() - t0)
-        frames.append(df)
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GEN_COLUMNS)
+# which tasks
 
 
 def selected_tasks(cfg: EvalConfig, examples: pd.DataFrame) -> list[str]:
@@ -734,34 +716,152 @@ def selected_tasks(cfg: EvalConfig, examples: pd.DataFrame) -> list[str]:
     return [t for t in [*MOVIE_TASKS, PROFILE_TASK] if t in have]
 
 
-def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore,
-             describer: Describer | None = None) -> tuple[Artifact, bool]:
+# -----------------------------------------------------------------------------
+# parts: the units of work. Each is one Parquet file in the version's work folder, so a part runs once
+# (an interrupted run resumes) and can run anywhere that sees the store (run_part, map_parts).
+
+INPUT_STAGES = ("train", "synthesize", "semantic", "behavioral", "ingest", "splits")
+
+PartMapper = Callable[[list[str], dict[str, str], EvalConfig, str, str], None]
+"""``map_parts(names, versions, cfg, store_root, folder)``: run ``run_part(name, versions, cfg, store_root,
+folder)`` for every name, anywhere (threads, processes, a cluster), and return once all are written, raising if
+one failed. Only picklable values cross: inputs travel as versions, and each process loads its own Context."""
+
+
+def part_names(cfg: EvalConfig, attributes: Sequence[str]) -> list[str]:
+    """The parts of an evaluation, in the order they run here; ``attributes``: the CAV keys (fit_cavs)."""
+    names = [f"generalisation/{split}" for split in ([HELDOUT, TRAIN] if cfg.train_per_task else [HELDOUT])]
+    if cfg.baseline:
+        names.append("generalisation/baseline")
+    if cfg.movie_pairs:
+        names.append("interpolation/movies")
+    if cfg.user_pairs:
+        names.append("interpolation/users")
+    return names + [f"cav/{key}" for key in attributes]
+
+
+def compute_part(ctx: Context, name: str, tasks: Sequence[str], cavs: dict[str, dict[str, CAV]]) -> pd.DataFrame:
+    """The generations of one named part. The part functions are looked up in this module at call time
+    (tests replace them)."""
+    kind, _, arg = name.partition("/")
+    if name == "generalisation/baseline":
+        return baseline_part(ctx, tasks)
+    if kind == "generalisation" and arg in (HELDOUT, TRAIN):
+        return generalisation_part(ctx, arg, tasks)
+    if name == "interpolation/movies":
+        return interpolation_movie_part(ctx)
+    if name == "interpolation/users":
+        return interpolation_user_part(ctx)
+    if kind == "cav":
+        return cav_part(ctx, arg, cavs[arg])
+    raise EvaluationError(f"unknown evaluation part {name!r}")
+
+
+def part_path(folder: str | Path, name: str) -> Path:
+    return Path(folder) / f"{name.replace('/', '__').replace(':', '_')}.parquet"
+
+
+def _make_part(name: str, folder: str | Path, compute: Callable[[str], pd.DataFrame]) -> Path:
+    """Compute one part and write it atomically: a reader (or a resumed run) never sees half a file, and
+    two processes writing the same part never share a temporary file."""
+    t0 = time.perf_counter()
+    df = compute(name)
+    path = part_path(folder, name)
+    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    log.info("evaluate: %s: %d texts in %.1f s", name, len(df), time.perf_counter() - t0)
+    return path
+
+
+_local = threading.local()
+
+
+def _context(store_root: str, versions: dict[str, str], cfg: EvalConfig) -> Context:
+    """The Context of these inputs, kept for the thread's next part: loading the ELM and the encoder takes
+    seconds and a worker runs several parts. One per thread, and only the last one: a loaded model is not
+    shared by concurrent generate calls (thread runners), and a long-lived worker moves on to other models."""
+    key = (str(store_root), tuple(sorted(versions.items())), cfg)
+    if getattr(_local, "key", None) != key:
+        _local.key = _local.context = None
+        store = ArtifactStore(store_root)
+        arts = resolve_inputs(store, versions["train"], {k: v for k, v in versions.items() if k != "train"})
+        _local.context, _local.key = load_context(arts, cfg, store), key
+    return _local.context
+
+
+def run_part(name: str, versions: dict[str, str], cfg: EvalConfig, store_root: str, folder: str) -> str:
+    """One part from picklable arguments, in whatever process runs it (a map_parts worker): resolves the
+    inputs by version in the store at ``store_root``, loads (or reuses) the Context, computes the part (a CAV
+    part fits its own attribute's CAVs) and writes it into ``folder``. Returns the file's path."""
+    ctx = _context(store_root, versions, cfg)
+    tasks = selected_tasks(cfg, ctx.examples)
+    kind, _, key = name.partition("/")
+    cavs = {key: fit_attribute_cavs(ctx, key)} if kind == "cav" else {}
+    return str(_make_part(name, folder, lambda n: compute_part(ctx, n, tasks, cavs)))
+
+
+def _not_done(names: Sequence[str], folder: Path) -> list[str]:
+    """The parts still to run; those an interrupted run finished are kept."""
+    todo = []
+    for name in names:
+        if part_path(folder, name).exists():
+            log.info("evaluate: %s already done (resumed from %s)", name, part_path(folder, name).name)
+        else:
+            todo.append(name)
+    return todo
+
+
+def _run_parts(names: Sequence[str], folder: Path, compute: Callable[[str], pd.DataFrame]) -> None:
+    """Run the parts here, one after another."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(names, desc="evaluate", unit="part", disable=None)
+    for name in bar:
+        bar.set_postfix_str(name)
+        _make_part(name, folder, compute)
+
+
+def _read_parts(names: Sequence[str], folder: Path) -> pd.DataFrame:
+    if missing := [n for n in names if not part_path(folder, n).exists()]:
+        raise EvaluationError(f"evaluation parts {missing} were not written to {folder} (did map_parts run them?)")
+    frames = [f for f in (pd.read_parquet(part_path(folder, n)) for n in names) if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GEN_COLUMNS)
+
+
+# -----------------------------------------------------------------------------
+# the stage
+
+
+def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore, describer: Describer | None = None,
+             map_parts: PartMapper | None = None) -> tuple[Artifact, bool]:
     """The evaluate artifact of a train artifact (arts from resolve_inputs). ``describer``: an already
-    loaded ELM for arts["train"] (tests)."""
-    if missing := {"train", "synthesize", "semantic", "behavioral", "ingest", "splits"} - set(arts):
+    loaded ELM for arts["train"] (tests). ``map_parts``: runs the parts elsewhere (see PartMapper; the
+    Prefect flow hands them to a task runner); None runs them here, one after another. Either way the CAVs
+    are fitted first (fail fast) and parts an interrupted run finished are not run again."""
+    if missing := set(INPUT_STAGES) - set(arts):
         raise EvaluationError(f"evaluate needs the artifacts {sorted(missing)} too (see resolve_inputs)")
     examples = pd.read_parquet(arts["synthesize"].file("examples.parquet"), columns=["split", "task", "kind"])
     if not (examples["split"] == HELDOUT).any():
         raise EvaluationError(f"the synthesize artifact {arts['synthesize'].version} has no held-out examples: "
                               "nothing to evaluate generalisation on (synthesize with heldout_movies > 0)")
     tasks = selected_tasks(cfg, examples)
+    inputs = {k: arts[k].version for k in INPUT_STAGES}
 
     def build(work: WorkDir) -> None:
         t0 = time.perf_counter()
         ctx = load_context(arts, cfg, store, describer)
         cavs, classifiers = fit_cavs(ctx) if cfg.cav_attributes and (cfg.cav_movies or cfg.cav_users) \
-            else ({}, pd.DataFrame())
-        plan: list[tuple[str, Callable[[], pd.DataFrame]]] = []
-        for split in ([HELDOUT, TRAIN] if cfg.train_per_task else [HELDOUT]):
-            plan.append((f"generalisation/{split}", lambda split=split: generalisation_part(ctx, split, tasks)))
-        if cfg.baseline:
-            plan.append(("generalisation/baseline", lambda: baseline_part(ctx, tasks)))
-        if cfg.movie_pairs:
-            plan.append(("interpolation/movies", lambda: interpolation_movie_part(ctx)))
-        if cfg.user_pairs:
-            plan.append(("interpolation/users", lambda: interpolation_user_part(ctx)))
-        plan += [(f"cav/{key}", lambda key=key, c=c: cav_part(ctx, key, c)) for key, c in cavs.items()]
-        gens = _run_parts(plan, work.path / PARTS)
+            else ({}, pd.DataFrame(columns=list(CAV.ROW_COLUMNS)))
+        names = part_names(cfg, list(cavs))
+        folder = work.path / PARTS
+        folder.mkdir(parents=True, exist_ok=True)
+        todo = _not_done(names, folder)
+        if map_parts is None:
+            _run_parts(todo, folder, lambda name: compute_part(ctx, name, tasks, cavs))
+        elif todo:
+            map_parts(todo, inputs, cfg, str(store.root), str(folder))
+        gens = _read_parts(names, folder)
 
         scores = aggregate_scores(gens)
         refs = reference_levels(scores)
@@ -772,16 +872,13 @@ def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore,
         cav.to_parquet(work.path / "cav.parquet", index=False)
         classifiers.to_parquet(work.path / "cav_classifiers.parquet", index=False)
         (work.path / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        for p in (work.path / PARTS).glob("*"):
-            p.unlink()
-        (work.path / PARTS).rmdir()
+        shutil.rmtree(folder)
         work.summary.update(model=f"train/{arts['train'].version}", texts=len(gens),
                             by_experiment={f"{e}/{sy}": int(n) for (e, sy), n
                                            in gens.groupby(["experiment", "system"]).size().items()},
                             seconds=round(time.perf_counter() - t0, 1),
                             headline=headline(scores, cav, classifiers))
 
-    inputs = {k: arts[k].version for k in ("train", "synthesize", "semantic", "behavioral", "ingest", "splits")}
     return store.produce(STAGE, inputs=inputs, config=cfg.to_dict(), code_version=CODE_VERSION, build=build,
                          resumable=True)
 

@@ -69,7 +69,12 @@ def random_partner(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def normalised(score: float, random: float, truth: float) -> float:
-    """(score - random) / (truth - random); NaN when the references coincide (nothing to normalise by)."""
+MIN_REFERENCE_GAP = 0.005
+"""Below this gap between truth and random, a normalised score is noise divided by noise (e.g. -114 for two
+training users whose teacher profiles rank movies no better than chance): reported as NaN instead."""
+
+
+def normalised(score: float, random: float, truth: float, min_gap: float = MIN_REFERENCE_GAP) -> float:
+    """(score - random) / (truth - random); NaN when the references are within min_gap of each other."""
     gap = truth - random
-    return float("nan") if abs(gap) < 1e-9 else float((score - random) / gap)
+    return float("nan") if not abs(gap) >= min_gap else float((score - random) / gap)

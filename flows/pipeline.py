@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
-from prefect import flow
+from prefect import flow, task
 
 from elm.behavioral import WALSConfig
 from elm.embeddings import SemanticConfig, SplitConfig
@@ -19,6 +20,15 @@ from flows.synthesize import synthesize_flow
 from flows.train import train_flow
 
 
+@task(name="latest-trained")
+def latest_trained_task(artifacts_dir: str | None = None) -> dict[str, str]:
+    """The latest train artifact and the versions it was made from (evaluation reads them)."""
+    from tasks.common import store
+
+    train = store(artifacts_dir).resolve("train")  # ArtifactError if nothing was trained yet: says so
+    return {"train": train.version, **train.manifest.get("inputs", {})}
+
+
 @flow(name="elm", log_prints=True)
 def elm_flow(
     dataset: str = "ml-latest-small",
@@ -31,13 +41,32 @@ def elm_flow(
     synthesis: SynthesisConfig = SynthesisConfig(),
     training: TrainConfig = TrainConfig(),
     evaluation: EvalConfig = EvalConfig(),
+    mode: Literal["full", "reevaluate"] = "full",
+    task_runner: Literal["threads", "dask"] = "threads",
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> dict[str, str]:
-    """Run every stage (each a cache hit when its artifact version exists); returns stage -> version."""
+    """Run every stage (each a cache hit when its artifact version exists); returns stage -> version.
+
+    mode "reevaluate" skips to evaluation and report of the latest trained model in the store (the nightly
+    ``elm/reevaluate`` deployment): a new train artifact, or a changed evaluation config or code, gets
+    evaluated; otherwise both stages are cache hits.
+
+    task_runner / workers / dask_address: where evaluation's parts run (flows/task_runners.py): here, one after
+    another (the default), on ``workers`` threads, on a local Dask cluster of ``workers`` processes, or on the
+    Dask scheduler at ``dask_address``.
+    """
+    fan_out = dict(task_runner=task_runner, workers=workers, dask_address=dask_address)
+    if mode == "reevaluate":
+        versions = latest_trained_task(artifacts_dir)
+        versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir, **fan_out)
+        versions["report"] = report_flow(versions, artifacts_dir)
+        return versions
     versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
     versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
     versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir)
     versions["train"] = train_flow(versions, training, artifacts_dir)
-    versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir)
+    versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir, **fan_out)
     versions["report"] = report_flow(versions, artifacts_dir)
     return versions
 
@@ -50,9 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=None, help="download folder (default ./data)")
     p.add_argument("--teacher", default=SynthesisConfig.teacher, choices=["local", "template"],
                    help="who writes the training targets (an openai endpoint: use `elm synthesize`)")
+    p.add_argument("--task-runner", default="threads", choices=["threads", "dask"],
+                   help="where evaluation's parts run: threads here, or Dask (a local cluster, or --dask-address)")
+    p.add_argument("--workers", type=int, default=1, help="threads or local Dask worker processes (default 1)")
+    p.add_argument("--dask-address", default=None, help="join this Dask scheduler, e.g. tcp://10.0.0.5:8786")
     a = p.parse_args(argv)
     versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
-                        synthesis=SynthesisConfig(teacher=a.teacher))
+                        synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner, workers=a.workers,
+                        dask_address=a.dask_address)
 
     from elm.artifacts import ArtifactStore
     from elm.embeddings import report

@@ -85,3 +85,12 @@ def tiny_lm_dir(model_store, tmp_path_factory) -> Path:
     from elm.base_model import DEFAULT_BASE_MODEL, random_model_like
 
     return random_model_like(DEFAULT_BASE_MODEL, tmp_path_factory.mktemp("tiny-lm"), store=model_store, **TINY_LLAMA)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server and database for the session's flow runs (10-14 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

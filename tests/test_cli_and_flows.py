@@ -53,14 +53,6 @@ def test_cli_synthesize_prints_the_reference_table(small_embeddings):
     assert down.returncode == 1 and "could not reach http://127.0.0.1:9/v1" in " ".join(down.stderr.split())
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 @pytest.mark.slow
 def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, tiny_lm_dir):
     """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""

@@ -220,6 +220,11 @@ def test_an_interrupted_evaluation_resumes_with_the_parts_it_finished(world, mon
     assert not hit and not calls and not work.exists()
     gens = pd.read_parquet(art.file("generations.parquet"))
     assert set(gens["experiment"]) == {"generalisation", "interpolation"}
+    # no CAV attributes: the classifier table is empty but keeps its columns, so SQL over the store still works
+    from elm.sql import connect
+
+    assert connect(store).sql(f"select count(*) from evaluate_cav_classifiers_all where version = '{art.version}'"
+                              ).fetchall() == [(0,)]
 
 
 # -----------------------------------------------------------------------------
@@ -296,3 +301,9 @@ def test_cli_evaluate_then_report(evaluated, tmp_path):
     assert "report.html" in r.output
     r = CliRunner().invoke(app, ["evaluate", "--artifacts", str(store.root), "--from", "train=doesnotexist"])
     assert r.exit_code == 1 and "doesnotexist" in r.output
+
+
+def test_normalised_score_is_zero_at_random_one_at_truth_and_nan_without_a_gap():
+    assert [normalised(x, 0.3, 0.7) for x in (0.3, 0.7, 0.5)] == pytest.approx([0, 1, 0.5])
+    assert np.isnan(normalised(0.05, 0.026, 0.0262))  # references within noise of each other: no scale
+    assert np.isnan(normalised(0.5, np.nan, 0.7))
