@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -273,7 +276,7 @@ def run_chunks(items: pd.DataFrame, work_dir: Path, generate, chunk_size: int) -
     """
     chunks = work_dir / CHUNKS
     chunks.mkdir(exist_ok=True)
-    n = (len(items) + chunk_size - 1) // chunk_size
+    n = _n_chunks(len(items), chunk_size)
     done = {int(p.stem) for p in chunks.glob("*.parquet")}
     if done:
         log.info("synthesize: resuming, %d of %d chunks already generated", len(done & set(range(n))), n)
@@ -283,17 +286,41 @@ def run_chunks(items: pd.DataFrame, work_dir: Path, generate, chunk_size: int) -
             if i in done:
                 continue
             part = items.iloc[i * chunk_size:(i + 1) * chunk_size]
-            df = generate(part, i)
-            tmp = chunks / f".{i:06d}.parquet.tmp"
-            df.to_parquet(tmp, index=False)
-            tmp.rename(chunks / f"{i:06d}.parquet")
+            write_chunk(generate(part, i), chunks, i)
             made += len(part)
             bar.update(len(part))
     seconds = time.perf_counter() - t0
     if made:
         log.info("synthesize: generated %d rows in %.1f s (%.2f rows/s)", made, seconds, made / max(seconds, 1e-9))
-    frames = [pd.read_parquet(chunks / f"{i:06d}.parquet") for i in range(n)]
-    return pd.concat(frames, ignore_index=True) if frames else items.iloc[:0]
+    return read_chunks(len(items), work_dir, chunk_size)
+
+
+def _n_chunks(n_items: int, chunk_size: int) -> int:
+    return (n_items + chunk_size - 1) // chunk_size
+
+
+def write_chunk(df: pd.DataFrame, folder: Path, i: int) -> Path:
+    """Written under a temporary name unique to this process and thread, then renamed: a kill mid-write
+    leaves no half chunk, and two workers never share a temporary file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{i:06d}.{os.getpid()}-{threading.get_ident()}.tmp"
+    df.to_parquet(tmp, index=False)
+    return tmp.replace(folder / f"{i:06d}.parquet")
+
+
+def missing_chunks(n_items: int, work_dir: Path, chunk_size: int) -> list[int]:
+    done = {int(p.stem) for p in (work_dir / CHUNKS).glob("*.parquet")} if (work_dir / CHUNKS).exists() else set()
+    if done:
+        log.info("synthesize: resuming, %d of %d chunks already generated", len(done), _n_chunks(n_items, chunk_size))
+    return [i for i in range(_n_chunks(n_items, chunk_size)) if i not in done]
+
+
+def read_chunks(n_items: int, work_dir: Path, chunk_size: int) -> pd.DataFrame:
+    paths = [work_dir / CHUNKS / f"{i:06d}.parquet" for i in range(_n_chunks(n_items, chunk_size))]
+    if missing := [p.name for p in paths if not p.exists()]:
+        raise SynthesisError(f"chunks {missing[:5]} were not written to {work_dir / CHUNKS} "
+                             "(did map_chunks run them?)")
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
 # -----------------------------------------------------------------------------
@@ -342,46 +369,89 @@ def reference_table(ref: pd.DataFrame, teacher: str = "") -> str:
 # the stage
 
 
+def plan(arts: dict[str, Artifact], cfg: SynthesisConfig) -> tuple[pd.DataFrame, dict[str, dict[int, dict]]]:
+    """(items, facts): every row to generate, in chunk order, and the facts the teacher reads. A pure
+    function of the inputs and the config, so any process can recompute it (run_chunk)."""
+    t = read_tables(arts["ingest"], ("movies", "tags", "ratings", "genome_scores", "genome_tags"))
+    semantic = vec.read(arts["semantic"].file("movies.parquet"))
+    behavioral = vec.read(arts["behavioral"].file("movies.parquet"))
+    users = vec.read(arts["behavioral"].file("users.parquet"))
+    msplit = pd.read_parquet(arts["splits"].file("movies.parquet")).set_index("movieId")["split"]
+    usplit = pd.read_parquet(arts["splits"].file("users.parquet")).set_index("userId")["split"]
+    mf = movie_facts(t["movies"], t.get("tags"), t.get("genome_scores"), t.get("genome_tags"))
+    uf = user_facts(t["ratings"], t["movies"])
+    eligible = eligible_movies(mf, t["ratings"], [semantic, behavioral], cfg.min_movie_ratings)
+    eligible_users = pd.Index(uf.loc[uf["liked"].map(len) > 0, "userId"]).intersection(pd.Index(users.ids))
+    partner_vectors = semantic if cfg.partner_space == "semantic" else behavioral
+    items = plan_items(cfg, msplit, usplit, eligible, eligible_users, partner_vectors)
+    if items.empty:
+        raise SynthesisError("nothing to generate: every entity count is 0 or no entity is eligible")
+    facts = {"movie": {int(r["movieId"]): r for r in mf.to_dict("records")},
+             "user": {int(r["userId"]): r for r in uf.to_dict("records")}}
+    return items, facts
+
+
+def chunk_seed(cfg: SynthesisConfig, i: int) -> int:
+    """The sampling seed of chunk i: the same text wherever and whenever the chunk is generated."""
+    return cfg.seed * 1_000_003 + i
+
+
+ChunkMapper = Callable[[list[int], dict[str, str], SynthesisConfig, str, str], None]
+"""``map_chunks(indices, versions, cfg, store_root, folder)``: run ``run_chunk(i, versions, cfg, store_root,
+folder)`` for every index, anywhere (threads, a Dask cluster), and return once all are written."""
+
+_local = threading.local()
+
+
+def run_chunk(i: int, versions: dict[str, str], cfg: SynthesisConfig, store_root: str, folder: str) -> str:
+    """Chunk i from picklable arguments, in whatever process runs it: resolves the inputs by version,
+    recomputes the plan (kept per thread for the next chunk, with the teacher), generates the chunk and
+    writes it atomically into ``folder``. Returns the chunk's path."""
+    key = (str(store_root), tuple(sorted(versions.items())), cfg)
+    if getattr(_local, "key", None) != key:
+        _local.key = _local.state = None
+        store = ArtifactStore(store_root)
+        arts = {k: store.resolve(k, v) for k, v in versions.items()}
+        _local.state, _local.key = (*plan(arts, cfg), make_teacher(cfg, store)), key
+    items, facts, teacher = _local.state
+    part = items.iloc[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]
+    return str(write_chunk(generate_chunk(part, facts, teacher, cfg, seed=chunk_seed(cfg, i)), Path(folder), i))
+
+
 def synthesize(arts: dict[str, Artifact], cfg: SynthesisConfig, store: ArtifactStore,
-               teacher=None) -> tuple[Artifact, bool]:
+               teacher=None, map_chunks: ChunkMapper | None = None) -> tuple[Artifact, bool]:
     """The synthesize artifact for the ingest, splits, semantic and behavioral artifacts given.
 
     teacher: an already built teacher (tests, or a caller that reuses one); default make_teacher(cfg).
+    map_chunks: generates the missing chunks elsewhere (see ChunkMapper; the Prefect flow hands them to a
+    task runner); None generates them here, one after another.
     """
     missing = {"ingest", "splits", "semantic", "behavioral"} - set(arts)
     if missing:
         raise SynthesisError(f"synthesize needs the artifacts {sorted(missing)} too")
     tid = teacher_id(cfg)
+    inputs = {k: arts[k].version for k in ("ingest", "splits", "semantic", "behavioral")}
 
     def build(work: WorkDir) -> None:
-        t = read_tables(arts["ingest"], ("movies", "tags", "ratings", "genome_scores", "genome_tags"))
+        items, facts = plan(arts, cfg)
         semantic = vec.read(arts["semantic"].file("movies.parquet"))
-        behavioral = vec.read(arts["behavioral"].file("movies.parquet"))
-        users = vec.read(arts["behavioral"].file("users.parquet"))
-        msplit = pd.read_parquet(arts["splits"].file("movies.parquet")).set_index("movieId")["split"]
-        usplit = pd.read_parquet(arts["splits"].file("users.parquet")).set_index("userId")["split"]
-        mf = movie_facts(t["movies"], t.get("tags"), t.get("genome_scores"), t.get("genome_tags"))
-        uf = user_facts(t["ratings"], t["movies"])
-        eligible = eligible_movies(mf, t["ratings"], [semantic, behavioral], cfg.min_movie_ratings)
-        eligible_users = pd.Index(uf.loc[uf["liked"].map(len) > 0, "userId"]).intersection(pd.Index(users.ids))
-        partner_vectors = semantic if cfg.partner_space == "semantic" else behavioral
-        items = plan_items(cfg, msplit, usplit, eligible, eligible_users, partner_vectors)
-        if items.empty:
-            raise SynthesisError("nothing to generate: every entity count is 0 or no entity is eligible")
         log.info("synthesize: %d rows (%s) with the %s teacher", len(items),
                  ", ".join(f"{k} {v}" for k, v in items.groupby(["kind", "split"]).size().items()), tid)
-
-        facts = {"movie": {int(r["movieId"]): r for r in mf.to_dict("records")},
-                 "user": {int(r["userId"]): r for r in uf.to_dict("records")}}
         state = {"teacher": teacher}
 
         def generate(part: pd.DataFrame, i: int) -> pd.DataFrame:
             if state["teacher"] is None:  # loaded only when something is left to generate
                 state["teacher"] = make_teacher(cfg, store)
-            return generate_chunk(part, facts, state["teacher"], cfg, seed=cfg.seed * 1_000_003 + i)
+            return generate_chunk(part, facts, state["teacher"], cfg, seed=chunk_seed(cfg, i))
 
         t0 = time.perf_counter()
-        rows = run_chunks(items, work.path, generate, cfg.chunk_size)
+        if map_chunks is None:
+            rows = run_chunks(items, work.path, generate, cfg.chunk_size)
+        else:
+            todo = missing_chunks(len(items), work.path, cfg.chunk_size)
+            if todo:
+                map_chunks(todo, inputs, cfg, str(store.root), str(work.path / CHUNKS))
+            rows = read_chunks(len(items), work.path, cfg.chunk_size)
         gen_seconds = time.perf_counter() - t0
         rows["teacher"] = tid
         rows["gen_settings"] = json.dumps({"teacher": cfg.teacher, **cfg.teacher_settings(),
@@ -416,7 +486,6 @@ def synthesize(arts: dict[str, Artifact], cfg: SynthesisConfig, store: ArtifactS
             reference_sc=ref.round(4).to_dict("records"),
         )
 
-    inputs = {k: arts[k].version for k in ("ingest", "splits", "semantic", "behavioral")}
     return store.produce(STAGE, inputs=inputs, config=cfg.version_config(), code_version=CODE_VERSION,
                          build=build, resumable=True)
 

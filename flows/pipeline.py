@@ -52,9 +52,9 @@ def elm_flow(
     ``elm/reevaluate`` deployment): a new train artifact, or a changed evaluation config or code, gets
     evaluated; otherwise both stages are cache hits.
 
-    task_runner / workers / dask_address: where evaluation's parts run (flows/task_runners.py): here, one after
-    another (the default), on ``workers`` threads, on a local Dask cluster of ``workers`` processes, or on the
-    Dask scheduler at ``dask_address``.
+    task_runner / workers / dask_address: where synthesis chunks and evaluation parts run
+    (flows/task_runners.py): here, one after another (the default), on ``workers`` threads, on a local Dask
+    cluster of ``workers`` processes, or on the Dask scheduler at ``dask_address``.
     """
     fan_out = dict(task_runner=task_runner, workers=workers, dask_address=dask_address)
     if mode == "reevaluate":
@@ -64,7 +64,7 @@ def elm_flow(
         return versions
     versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
     versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
-    versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir)
+    versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir, **fan_out)
     versions["train"] = train_flow(versions, training, artifacts_dir)
     versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir, **fan_out)
     versions["report"] = report_flow(versions, artifacts_dir)
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--teacher", default=SynthesisConfig.teacher, choices=["local", "template"],
                    help="who writes the training targets (an openai endpoint: use `elm synthesize`)")
     p.add_argument("--task-runner", default="threads", choices=["threads", "dask"],
-                   help="where evaluation's parts run: threads here, or Dask (a local cluster, or --dask-address)")
+                   help="where synthesis chunks and evaluation parts run: threads here, or Dask (a local "
+                        "cluster, or --dask-address)")
     p.add_argument("--workers", type=int, default=1, help="threads or local Dask worker processes (default 1)")
     p.add_argument("--dask-address", default=None, help="join this Dask scheduler, e.g. tcp://10.0.0.5:8786")
     a = p.parse_args(argv)

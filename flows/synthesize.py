@@ -8,6 +8,8 @@ from tasks.synthesize import synthesize_task
 
 @flow(name="synthesize", log_prints=True)
 def synthesize_flow(versions: dict[str, str], synthesis: SynthesisConfig = SynthesisConfig(),
-                    artifacts_dir: str | None = None) -> str:
-    """Teacher-written targets for the ingest, splits, semantic and behavioral artifact versions given."""
-    return synthesize_task(versions, synthesis, artifacts_dir)
+                    artifacts_dir: str | None = None, task_runner: str = "threads", workers: int = 1,
+                    dask_address: str | None = None) -> str:
+    """Teacher-written targets for the ingest, splits, semantic and behavioral artifact versions given.
+    task_runner/workers/dask_address: where the chunks are generated (flows/task_runners.py)."""
+    return synthesize_task(versions, synthesis, artifacts_dir, task_runner, workers, dask_address)

@@ -37,3 +37,40 @@ def publish_rows(art: Artifact, cache_hit: bool) -> None:
         table=[{"file": name, "rows": rows} for name, rows in art.rows.items()],
         description=f"{art.stage} {art.version}{' (cache hit)' if cache_hit else ''} at {art.path}",
     )
+
+
+def worker_name() -> str:
+    """The Dask worker running this (its name), or this process."""
+    import os
+
+    try:
+        from distributed import get_worker
+
+        return f"dask worker {get_worker().name} (pid {os.getpid()})"
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def runner_mapper(task_fn, task_runner: str = "threads", workers: int = 1, dask_address: str | None = None):
+    """A stage's fan-out hook (elm.evaluation.PartMapper, elm.synthesis.ChunkMapper): maps ``task_fn`` over
+    the work items on the task runner these name (flows.task_runners); None, i.e. "run them in the stage's
+    own loop", for one thread. The runner is built now, so a bad config fails before any work, and started
+    only when there is work to map."""
+    if task_runner == "threads" and workers == 1 and not dask_address:
+        return None
+    from prefect import get_run_logger, unmapped
+
+    from flows.task_runners import make_task_runner
+
+    runner = make_task_runner(task_runner, workers, dask_address)
+
+    def map_items(items: list, versions: dict[str, str], cfg, store_root: str, folder: str) -> None:
+        with runner:
+            futures = runner.map(task_fn, {"item": items, "versions": unmapped(versions), "cfg": unmapped(cfg),
+                                           "store_root": unmapped(store_root), "folder": unmapped(folder)})
+            futures.wait()  # every item finishes (and is kept for a resume) before a failure is raised
+            if failed := [n for n, f in zip(items, futures) if not f.state.is_completed()]:
+                get_run_logger().error("%s: %d of %d items failed: %s", task_fn.name, len(failed), len(items), failed)
+            futures.result()  # raises the first failure
+
+    return map_items

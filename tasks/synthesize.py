@@ -3,20 +3,34 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from elm.synthesis import SynthesisConfig, report, synthesize
+from elm.synthesis import SynthesisConfig, report, run_chunk, synthesize
 from elm.teacher_openai import TeacherResponseError, TeacherUnavailableError
-from tasks.common import publish_rows, retry_on, store
+from tasks.common import publish_rows, retry_on, runner_mapper, store, worker_name
 
 STAGES = ("ingest", "splits", "semantic", "behavioral")
+
+
+@task(name="synthesize-chunk", task_run_name="synthesize-chunk-{item}", retries=2, retry_delay_seconds=30,
+      retry_condition_fn=retry_on(TeacherUnavailableError, TeacherResponseError))
+def synthesize_chunk_task(item: int, versions: dict[str, str], cfg: SynthesisConfig, store_root: str,
+                          folder: str) -> str:
+    """Chunk ``item`` of the plan, wherever the task runner puts it; returns its file."""
+    path = run_chunk(item, versions, cfg, store_root, folder)
+    get_run_logger().info("synthesize chunk %d written by %s", item, worker_name())
+    return path
 
 
 # Retrying an unreachable endpoint is safe: finished chunks are kept, so a retry resumes where it stopped.
 @task(name="synthesize", retries=2, retry_delay_seconds=30,
       retry_condition_fn=retry_on(TeacherUnavailableError, TeacherResponseError))
-def synthesize_task(versions: dict[str, str], cfg: SynthesisConfig, artifacts_dir: str | None = None) -> str:
+def synthesize_task(versions: dict[str, str], cfg: SynthesisConfig, artifacts_dir: str | None = None,
+                    task_runner: str = "threads", workers: int = 1, dask_address: str | None = None) -> str:
+    """The chunks are generated here one after another, or as synthesize-chunk tasks on the task runner
+    that task_runner/workers/dask_address name (flows.task_runners)."""
+    mapper = runner_mapper(synthesize_chunk_task, task_runner, workers, dask_address)
     s = store(artifacts_dir)
     arts = {k: s.resolve(k, versions[k]) for k in STAGES}
-    art, hit = synthesize(arts, cfg, s)
+    art, hit = synthesize(arts, cfg, s, map_chunks=mapper)
     log = get_run_logger()
     log.info("%ssynthesize %s at %s", "cache hit: " if hit else "", art.version, art.path)
     text = report(art)
