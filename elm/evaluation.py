@@ -45,6 +45,7 @@ import pandas as pd
 
 from elm import vectors as vec
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
+from elm.base_model import LOAD_LOCK
 from elm.behavioral_consistency import (DEFAULT_K, behavioral_consistency, movie_relevance, random_ranking_ndcg,
                                         user_relevance)
 from elm.cav import CAV, fit_cav, movie_labels, parse_attribute, user_labels
@@ -786,7 +787,8 @@ def _context(store_root: str, versions: dict[str, str], cfg: EvalConfig) -> Cont
         _local.key = _local.context = None
         store = ArtifactStore(store_root)
         arts = resolve_inputs(store, versions["train"], {k: v for k, v in versions.items() if k != "train"})
-        _local.context, _local.key = load_context(arts, cfg, store), key
+        with LOAD_LOCK:  # the baseline LM loads later, under the same lock (TextBaseline)
+            _local.context, _local.key = load_context(arts, cfg, store), key
     return _local.context
 
 

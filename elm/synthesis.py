@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from elm import vectors as vec
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
+from elm.base_model import LOAD_LOCK
 from elm.embeddings import read_tables
 from elm.entity_facts import movie_facts, user_facts
 from elm.semantic_consistency import cosine_rows, encode_texts, mix, random_partner
@@ -412,7 +413,8 @@ def run_chunk(i: int, versions: dict[str, str], cfg: SynthesisConfig, store_root
         _local.key = _local.state = None
         store = ArtifactStore(store_root)
         arts = {k: store.resolve(k, v) for k, v in versions.items()}
-        _local.state, _local.key = (*plan(arts, cfg), make_teacher(cfg, store)), key
+        with LOAD_LOCK:  # a local teacher loads a model; other threads may be loading theirs
+            _local.state, _local.key = (*plan(arts, cfg), make_teacher(cfg, store)), key
     items, facts, teacher = _local.state
     part = items.iloc[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]
     return str(write_chunk(generate_chunk(part, facts, teacher, cfg, seed=chunk_seed(cfg, i)), Path(folder), i))

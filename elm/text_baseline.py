@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from elm.base_model import LOAD_LOCK
 from elm.describe import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
 from elm.task_catalog import Task, slot_fields
 from elm.teacher_local import LocalTeacher, LocalTeacherConfig
@@ -59,9 +60,10 @@ class TextBaseline:
     """The base LLM as a text-only describer, batched through LocalTeacher."""
 
     def __init__(self, model: str, store=None, batch_size: int = 8, system_prompt: str = SYSTEM_PROMPT):
-        self.teacher = LocalTeacher(LocalTeacherConfig(
-            model=model, batch_size=batch_size, repetition_penalty=DEFAULT_REPETITION_PENALTY,
-            no_repeat_ngram_size=DEFAULT_NO_REPEAT_NGRAM_SIZE, system_prompt=system_prompt), store)
+        with LOAD_LOCK:  # evaluation parts may load models in several threads at once
+            self.teacher = LocalTeacher(LocalTeacherConfig(
+                model=model, batch_size=batch_size, repetition_penalty=DEFAULT_REPETITION_PENALTY,
+                no_repeat_ngram_size=DEFAULT_NO_REPEAT_NGRAM_SIZE, system_prompt=system_prompt), store)
 
     def complete(self, prompts: list[str], max_new_tokens: list[int]) -> list[str]:
         return self.teacher.complete(prompts, max_new_tokens) if prompts else []

@@ -94,6 +94,11 @@ def test_parts_on_two_threads_give_the_in_process_artifact(prefect_harness, worl
     pd.testing.assert_frame_equal(g[ROW_KEY], w[ROW_KEY])
     truth = (w["system"] == "truth").to_numpy()
     pd.testing.assert_frame_equal(g[truth], w[truth])
+    # two threads loaded models at once: transformers' process-global init hooks must not have leaked
+    # (they did before elm.base_model.LOAD_LOCK: every later model came out on the meta device)
+    import torch
+
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
 
 
 def test_make_task_runner_knows_threads_and_dask():
