@@ -37,7 +37,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +227,6 @@ class Context:
     cand_factors: np.ndarray
     baseline_model: str
     _baseline: TextBaseline | None = None
-    _text_cavs: dict[str, CAV] = field(default_factory=dict)
 
     def baseline(self) -> TextBaseline:
         if self._baseline is None:

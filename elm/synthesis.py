@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -276,16 +276,11 @@ def run_chunks(items: pd.DataFrame, work_dir: Path, generate, chunk_size: int) -
     A chunk is written to a temporary name and renamed, so a kill mid-write leaves no half chunk.
     """
     chunks = work_dir / CHUNKS
-    chunks.mkdir(exist_ok=True)
-    n = _n_chunks(len(items), chunk_size)
-    done = {int(p.stem) for p in chunks.glob("*.parquet")}
-    if done:
-        log.info("synthesize: resuming, %d of %d chunks already generated", len(done & set(range(n))), n)
+    todo = missing_chunks(len(items), work_dir, chunk_size)
+    left = sum(len(items.iloc[i * chunk_size:(i + 1) * chunk_size]) for i in todo)
     t0, made = time.perf_counter(), 0
-    with tqdm(total=len(items), desc="synthesize", unit="ex", initial=min(len(done) * chunk_size, len(items))) as bar:
-        for i in range(n):
-            if i in done:
-                continue
+    with tqdm(total=len(items), desc="synthesize", unit="ex", initial=len(items) - left) as bar:
+        for i in todo:
             part = items.iloc[i * chunk_size:(i + 1) * chunk_size]
             write_chunk(generate(part, i), chunks, i)
             made += len(part)
