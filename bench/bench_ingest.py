@@ -60,8 +60,8 @@ def main() -> None:
     a = ap.parse_args()
 
     from elm.artifacts import ArtifactStore
-    from elm.ingest import IngestConfig, ingest
-    from elm.movielens_tables import convert
+    from elm.data.ingest import IngestConfig, ingest
+    from elm.data.tables import convert
 
     work = a.keep or Path(tempfile.mkdtemp(prefix="elm-bench-ingest-"))
     release = work / "ml-25m"

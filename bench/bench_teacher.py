@@ -37,12 +37,12 @@ def main() -> None:
     import torch
 
     from elm.artifacts import ArtifactStore
-    from elm.base_model import DEFAULT_BASE_MODEL, resolve_model_path
-    from elm.entity_facts import movie_facts
-    from elm.ingest import IngestConfig, ingest
+    from elm.model.base_lm import DEFAULT_BASE_MODEL, resolve_model_path
+    from elm.synth.facts import movie_facts
+    from elm.data.ingest import IngestConfig, ingest
     from elm.settings import artifacts_dir, data_dir
-    from elm.task_catalog import get_task, render_teacher_prompt
-    from elm.teacher_local import LocalTeacher, LocalTeacherConfig
+    from elm.synth.catalog import get_task, render_teacher_prompt
+    from elm.synth.teachers.local import LocalTeacher, LocalTeacherConfig
 
     store = ArtifactStore(artifacts_dir())
     t = time.perf_counter()

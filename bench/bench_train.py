@@ -9,7 +9,7 @@ same speed as the real one), written to a temp folder; the packaged model it is 
 into $ELM_ARTIFACTS_DIR if set, else into a temp ArtifactStore (about 20 s). Float32, torch's default threads.
 
 Training rows (tokens/s = batch x seq-len tokens per optimizer step, over --steps steps after --warmup):
-  stage 1 (ELM)   elm.training's building blocks as fit() runs them, minus accelerate (on CPU, cpu.yaml is one
+  stage 1 (ELM)   elm.train.stage's building blocks as fit() runs them, minus accelerate (on CPU, cpu.yaml is one
                   process, no mixed precision: prepare() wraps nothing): ELM.from_base + freeze_base, AdamW
                   from _optimizer, each step collating Examples picked by batch_indices (chat template,
                   one <emb> slot or two, 4 soft tokens each, targets cut at --seq-len so every row is exactly
@@ -47,7 +47,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-# What elm.training.run_logged gives the training process: passive OpenMP waits (spinning threads slow a
+# What elm.train.stage.run_logged gives the training process: passive OpenMP waits (spinning threads slow a
 # shared CPU badly) and no tokenizer threads. Set before torch loads; both paths run under it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -100,12 +100,12 @@ def main() -> None:
     import transformers
 
     from elm.artifacts import ArtifactStore
-    from elm.base_model import DEFAULT_BASE_MODEL, load_causal_lm, random_model_like
-    from elm.elm_batch import Example
-    from elm.elm_model import ELM, SpaceSpec
+    from elm.model.base_lm import DEFAULT_BASE_MODEL, load_causal_lm, random_model_like
+    from elm.model.batch import Example
+    from elm.model.elm import ELM, SpaceSpec
     from elm.settings import ARTIFACTS_ENV
-    from elm.task_catalog import MOVIE_TASKS, get_task, render_elm_prompt
-    from elm.training import TrainConfig, _optimizer, _setup_stage, _to_device, batch_indices
+    from elm.synth.catalog import MOVIE_TASKS, get_task, render_elm_prompt
+    from elm.train.stage import TrainConfig, _optimizer, _setup_stage, _to_device, batch_indices
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

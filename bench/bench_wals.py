@@ -10,7 +10,7 @@ generated: Zipf-like movie popularity (a few blockbusters, a long tail), log-nor
 size: median user 97 ratings (ml-25m: 71), median movie 12, top movie 59k (ml-25m: 81k).
 
 Rows timed, each on that table:
-  fit_wals      elm.behavioral: ratings DataFrame -> confidence CSR (timed apart as "setup"), then
+  fit_wals      elm.embed.behavioral: ratings DataFrame -> confidence CSR (timed apart as "setup"), then
                 implicit's CPU ALS with our defaults and BLAS limited to one thread.
   implicit      implicit.als.AlternatingLeastSquares() with its defaults (factors=100, ...) fitted on
                 the rating-valued CSR, BLAS threads left as they are (OpenBLAS's default: all cores).
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 # Deliberately NOT setting OPENBLAS_NUM_THREADS: the plain-implicit rows run as a plain user's would.
-# elm.behavioral's own import-time default is pre-empted by importing numpy first.
+# elm.embed.behavioral's own import-time default is pre-empted by importing numpy first.
 ENV_BLAS = os.environ.get("OPENBLAS_NUM_THREADS")
 
 import numpy as np  # noqa: E402
@@ -37,7 +37,7 @@ import scipy.sparse as sp  # noqa: E402
 import threadpoolctl  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from elm.behavioral import WALSConfig, _confidence_matrix, _fit_matrix  # noqa: E402
+from elm.embed.behavioral import WALSConfig, _confidence_matrix, _fit_matrix  # noqa: E402
 
 ML25M = dict(users=162_541, movies=59_047, nnz=25_000_095)
 

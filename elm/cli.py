@@ -60,8 +60,8 @@ def ingest(
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Ingest a MovieLens release into validated Parquet tables (ratings, movies, tags, links[, genome])."""
-    from elm.ingest import IngestConfig
-    from elm.ingest import ingest as run
+    from elm.data.ingest import IngestConfig
+    from elm.data.ingest import ingest as run
     from elm.settings import data_dir
 
     try:
@@ -80,7 +80,7 @@ def embeddings(
     regularization: Optional[float] = typer.Option(None, help="WALS: L2 regularisation (default: WALSConfig's)."),
     iterations: Optional[int] = typer.Option(None, help="WALS: ALS sweeps (default: WALSConfig's)."),
     alpha: Optional[float] = typer.Option(None, help="WALS: confidence scale (default: WALSConfig's)."),
-    weighting: Optional[str] = typer.Option(None, help="WALS: how ratings become confidence weights (see elm/behavioral.py)."),
+    weighting: Optional[str] = typer.Option(None, help="WALS: how ratings become confidence weights (see elm/embed/behavioral.py)."),
     wals_seed: int = typer.Option(0, help="WALS: random seed."),
     heldout_movies: float = typer.Option(0.1, help="Fraction of movies held out from ELM training."),
     heldout_users: float = typer.Option(0.1, help="Fraction of users held out from ELM training."),
@@ -95,10 +95,10 @@ def embeddings(
 
     Prints CF quality against a popularity baseline and the nearest neighbours of a few well-known movies.
     """
-    from elm.behavioral import WALSConfig
-    from elm.embeddings import EmbeddingsConfig, SemanticConfig, SplitConfig, report, run_embeddings
-    from elm.ingest import IngestConfig
-    from elm.ingest import ingest as run_ingest
+    from elm.embed.behavioral import WALSConfig
+    from elm.embed.stage import EmbeddingsConfig, SemanticConfig, SplitConfig, report, run_embeddings
+    from elm.data.ingest import IngestConfig
+    from elm.data.ingest import ingest as run_ingest
     from elm.settings import data_dir
 
     store = _store(artifacts)
@@ -126,7 +126,7 @@ def embeddings(
 @app.command()
 def synthesize(
     teacher: str = typer.Option("template", help="template (from metadata), local (a transformers LM here) or openai (a chat endpoint)."),
-    tasks: str = typer.Option("all", help="Comma-separated task names, or 'all' (see elm/task_catalog.py)."),
+    tasks: str = typer.Option("all", help="Comma-separated task names, or 'all' (see elm/synth/catalog.py)."),
     train_movies: Optional[int] = typer.Option(None, help="Training movies to write targets for; -1 for all. [default: SynthesisConfig's]."),
     heldout_movies: Optional[int] = typer.Option(None, help="Held-out movies (each gets every task); -1 for all. [default: SynthesisConfig's]."),
     train_users: Optional[int] = typer.Option(None, help="Training users for user_profile; -1 for all. [default: SynthesisConfig's]."),
@@ -153,9 +153,9 @@ def synthesize(
     Reads the latest ingest/splits/semantic/behavioral artifacts (run `elm embeddings` first). Resumable:
     an interrupted run continues where it stopped; an unchanged re-run is a cache hit.
     """
-    from elm.synthesis import SynthesisConfig, report, samples as sample_targets, synthesize as run
-    from elm.teacher_local import LocalTeacherConfig
-    from elm.teacher_openai import OpenAITeacherConfig
+    from elm.synth.stage import SynthesisConfig, report, samples as sample_targets, synthesize as run
+    from elm.synth.teachers.local import LocalTeacherConfig
+    from elm.synth.teachers.openai import OpenAITeacherConfig
 
     counts = {k: (None if v < 0 else v) for k, v in dict(
         train_movies=train_movies, heldout_movies=heldout_movies, train_users=train_users,
@@ -189,7 +189,7 @@ def synthesize(
 @app.command()
 def describe(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="A catalog task, e.g. summary, positive_review, "
-                                       "interpolation (two movies), user_profile (see elm/task_catalog.py)."),
+                                       "interpolation (two movies), user_profile (see elm/synth/catalog.py)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Free-form prompt instead of a task, with one "
                                          "<emb> where each vector goes, e.g. 'What do <emb> and <emb> share?'."),
     movie: list[int] = typer.Option([], "--movie", "-m", metavar="ID", help="movieId to describe (repeatable)."),
@@ -231,7 +231,7 @@ def describe(
 
     from transformers.utils.logging import disable_progress_bar
 
-    from elm.describe import Describer, load_vector_file
+    from elm.serve.describe import Describer, load_vector_file
 
     disable_progress_bar()  # "Loading weights" bars would bury the answers
     store = _store(artifacts)
@@ -272,7 +272,7 @@ def train(
     mixed_precision: Optional[str] = typer.Option(None, help="auto (from the accelerate config), no, bf16 or fp16."),
     accelerate_config: Optional[str] = typer.Option(None, "--accelerate-config", help="YAML for `accelerate launch`: "
                                                     "cpu, gpu, multi_gpu (configs/accelerate/) or a path. (default: auto)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of TrainConfig fields (elm/training.py); "
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of TrainConfig fields (elm/train/stage.py); "
                                           "the flags above override it."),
     version: list[str] = typer.Option([], "--from", help="Input versions as stage=version, e.g. --from synthesize=3f2a "
                                       "(default: latest synthesize, and the semantic/behavioral it was made from)."),
@@ -285,8 +285,8 @@ def train(
     """
     from dataclasses import replace
 
-    from elm.training import TrainConfig, report
-    from elm.training import train as run
+    from elm.train.stage import TrainConfig, report
+    from elm.train.stage import train as run
 
     store = _store(artifacts)
     try:
@@ -329,7 +329,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, help="Texts per generate call. (default: 16)"),
     seed: Optional[int] = typer.Option(None, help="Sampled entities and random references. (default: 0)"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of EvalConfig fields "
-                                          "(elm/evaluation.py); the flags above override it."),
+                                          "(elm/evaluate/stage.py); the flags above override it."),
     version: list[str] = typer.Option([], "--from", help="Input versions as stage=version: train=3f2a (default: "
                                       "the latest train artifact, and the artifacts it was made from)."),
     artifacts: Optional[Path] = ArtifactsOpt,
@@ -342,8 +342,8 @@ def evaluate(
     """
     from dataclasses import replace
 
-    from elm.evaluation import EvalConfig, report, resolve_inputs
-    from elm.evaluation import evaluate as run
+    from elm.evaluate.stage import EvalConfig, report, resolve_inputs
+    from elm.evaluate.stage import evaluate as run
 
     store = _store(artifacts)
     try:
@@ -374,7 +374,7 @@ def report_cmd(
 
     Prints the headline table and where the page is.
     """
-    from elm.report import build_report, headline_text
+    from elm.report.stage import build_report, headline_text
 
     store = _store(artifacts)
     try:

@@ -3,8 +3,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from elm.behavioral import WALSConfig
-from elm.embeddings import SemanticConfig, SplitConfig, report
+from elm.embed.behavioral import WALSConfig
+from elm.embed.stage import SemanticConfig, SplitConfig, report
 from tasks.common import store
 from tasks.embeddings import behavioral_task, semantic_task, splits_task
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from elm.evaluation import EvalConfig
+from elm.evaluate.stage import EvalConfig
 from tasks.evaluate import evaluate_task
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from elm.ingest import IngestConfig
+from elm.data.ingest import IngestConfig
 from tasks.ingest import ingest_task
 
 

@@ -7,11 +7,11 @@ from typing import Literal
 
 from prefect import flow, task
 
-from elm.behavioral import WALSConfig
-from elm.embeddings import SemanticConfig, SplitConfig
-from elm.evaluation import EvalConfig
-from elm.synthesis import SynthesisConfig
-from elm.training import TrainConfig
+from elm.embed.behavioral import WALSConfig
+from elm.embed.stage import SemanticConfig, SplitConfig
+from elm.evaluate.stage import EvalConfig
+from elm.synth.stage import SynthesisConfig
+from elm.train.stage import TrainConfig
 from flows.embeddings import embeddings_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
@@ -90,11 +90,11 @@ def main(argv: list[str] | None = None) -> None:
                         dask_address=a.dask_address)
 
     from elm.artifacts import ArtifactStore
-    from elm.embeddings import report
-    from elm.synthesis import report as synthesis_report
-    from elm.evaluation import report as evaluation_report
-    from elm.report import headline_text
-    from elm.training import report as training_report
+    from elm.embed.stage import report
+    from elm.synth.stage import report as synthesis_report
+    from elm.evaluate.stage import report as evaluation_report
+    from elm.report.stage import headline_text
+    from elm.train.stage import report as training_report
     from elm.settings import artifacts_dir
 
     store = ArtifactStore(a.artifacts or artifacts_dir())

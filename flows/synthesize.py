@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from elm.synthesis import SynthesisConfig
+from elm.synth.stage import SynthesisConfig
 from tasks.synthesize import synthesize_task
 
 

@@ -52,7 +52,7 @@ def worker_name() -> str:
 
 
 def runner_mapper(task_fn, task_runner: str = "threads", workers: int = 1, dask_address: str | None = None):
-    """A stage's fan-out hook (elm.evaluation.PartMapper, elm.synthesis.ChunkMapper): maps ``task_fn`` over
+    """A stage's fan-out hook (elm.evaluate.stage.PartMapper, elm.synth.stage.ChunkMapper): maps ``task_fn`` over
     the work items on the task runner these name (flows.task_runners); None, i.e. "run them in the stage's
     own loop", for one thread. The runner is built now, so a bad config fails before any work, and started
     only when there is work to map."""

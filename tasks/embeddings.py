@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from elm.behavioral import WALSConfig
-from elm.embeddings import SemanticConfig, SplitConfig, build_behavioral, build_semantic, build_splits
+from elm.embed.behavioral import WALSConfig
+from elm.embed.stage import SemanticConfig, SplitConfig, build_behavioral, build_semantic, build_splits
 from tasks.common import publish_rows, store
 
 

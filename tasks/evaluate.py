@@ -3,7 +3,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from elm.evaluation import EvalConfig, PartMapper, evaluate, report, resolve_inputs, run_part
+from elm.evaluate.stage import EvalConfig, PartMapper, evaluate, report, resolve_inputs, run_part
 from tasks.common import publish_rows, runner_mapper, store, worker_name
 
 

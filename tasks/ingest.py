@@ -4,8 +4,8 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from elm.ingest import IngestConfig, ingest
-from elm.movielens_sources import DownloadError
+from elm.data.ingest import IngestConfig, ingest
+from elm.data.sources import DownloadError
 from elm.settings import data_dir as default_data_dir
 from tasks.common import publish_rows, retry_on, store
 

@@ -5,7 +5,7 @@ import re
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from elm.report import build_report, headline_text, report_markdown, report_tables
+from elm.report.stage import build_report, headline_text, report_markdown, report_tables
 from tasks.common import store
 
 

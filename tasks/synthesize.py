@@ -3,8 +3,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from elm.synthesis import SynthesisConfig, report, run_chunk, synthesize
-from elm.teacher_openai import TeacherResponseError, TeacherUnavailableError
+from elm.synth.stage import SynthesisConfig, report, run_chunk, synthesize
+from elm.synth.teachers.openai import TeacherResponseError, TeacherUnavailableError
 from tasks.common import publish_rows, retry_on, runner_mapper, store, worker_name
 
 STAGES = ("ingest", "splits", "semantic", "behavioral")

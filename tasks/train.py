@@ -3,7 +3,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from elm.training import TrainConfig, report, train
+from elm.train.stage import TrainConfig, report, train
 from tasks.common import store
 
 

@@ -35,7 +35,7 @@ def shared_movielens() -> Path:
 @pytest.fixture(scope="session")
 def small_ingest(tmp_path_factory):
     """ml-latest-small ingested once per session (the embedded copy): (store, artifact)."""
-    from elm.ingest import IngestConfig, ingest
+    from elm.data.ingest import IngestConfig, ingest
 
     root = tmp_path_factory.mktemp("session-artifacts")
     s = ArtifactStore(root)
@@ -47,8 +47,8 @@ def small_ingest(tmp_path_factory):
 def small_embeddings(small_ingest):
     """Splits, a fast WALS fit and semantic vectors of ml-latest-small, once per session:
     (store, ingest artifact, {"splits"|"behavioral"|"semantic": artifact})."""
-    from elm.behavioral import WALSConfig
-    from elm.embeddings import EmbeddingsConfig, run_embeddings
+    from elm.embed.behavioral import WALSConfig
+    from elm.embed.stage import EmbeddingsConfig, run_embeddings
 
     store, ingest_art = small_ingest
     fast = EmbeddingsConfig(wals=WALSConfig(factors=32, iterations=8))
@@ -59,7 +59,7 @@ def small_embeddings(small_ingest):
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory) -> ArtifactStore:
     """A store holding the embedded SmolLM2 converted to safetensors (about 25 s, once per session)."""
-    from elm.base_model import packaged_model
+    from elm.model.base_lm import packaged_model
 
     s = ArtifactStore(tmp_path_factory.mktemp("model-artifacts"))
     packaged_model(s)
@@ -69,7 +69,7 @@ def model_store(tmp_path_factory) -> ArtifactStore:
 @pytest.fixture(scope="session")
 def smollm_dir(model_store) -> Path:
     """The real SmolLM2-135M-Instruct as a transformers folder."""
-    from elm.base_model import DEFAULT_BASE_MODEL, resolve_model_path
+    from elm.model.base_lm import DEFAULT_BASE_MODEL, resolve_model_path
 
     return Path(resolve_model_path(DEFAULT_BASE_MODEL, model_store))
 
@@ -82,7 +82,7 @@ TINY_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, nu
 @pytest.fixture(scope="session")
 def tiny_lm_dir(model_store, tmp_path_factory) -> Path:
     """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template (seed 0)."""
-    from elm.base_model import DEFAULT_BASE_MODEL, random_model_like
+    from elm.model.base_lm import DEFAULT_BASE_MODEL, random_model_like
 
     return random_model_like(DEFAULT_BASE_MODEL, tmp_path_factory.mktemp("tiny-lm"), store=model_store, **TINY_LLAMA)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import threadpoolctl
 
-from elm.behavioral import BehavioralModel, WALSConfig, evaluate_cf, fit_wals
+from elm.embed.behavioral import BehavioralModel, WALSConfig, evaluate_cf, fit_wals
 
 from .conftest import REPO
 
@@ -109,10 +109,10 @@ def test_no_blas_thread_warning(toy_ratings, monkeypatch):
 
 
 def test_no_blas_thread_warning_when_numpy_came_first():
-    """A caller that loaded numpy (multithreaded OpenBLAS) before elm.behavioral sees no warning."""
+    """A caller that loaded numpy (multithreaded OpenBLAS) before elm.embed.behavioral sees no warning."""
     code = (
         "import numpy, pandas as pd\n"
-        "from elm.behavioral import WALSConfig, fit_wals\n"
+        "from elm.embed.behavioral import WALSConfig, fit_wals\n"
         "df = pd.DataFrame({'userId': [1, 1, 2, 2, 3], 'movieId': [1, 2, 1, 3, 2], 'rating': [4.0, 3, 5, 2, 1]})\n"
         "fit_wals(df, WALSConfig(factors=4, iterations=2), progress=False)\n"
     )

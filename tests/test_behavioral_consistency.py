@@ -1,11 +1,11 @@
-"""elm.behavioral_consistency: NDCG@k, CF relevance, BC and its random-ranking reference."""
+"""elm.metrics.behavioral_consistency: NDCG@k, CF relevance, BC and its random-ranking reference."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from elm.behavioral_consistency import (
+from elm.metrics.behavioral_consistency import (
     DEFAULT_K,
     behavioral_consistency,
     movie_relevance,

@@ -1,4 +1,4 @@
-"""elm.cav: soft-attribute labels for movies and users, and concept activation vectors fitted on them."""
+"""elm.evaluate.cav: soft-attribute labels for movies and users, and concept activation vectors fitted on them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elm.cav import CAV, Attribute, CAVError, fit_cav, movie_labels, parse_attribute, user_labels
+from elm.evaluate.cav import CAV, Attribute, CAVError, fit_cav, movie_labels, parse_attribute, user_labels
 from elm.vectors import Vectors
 
 

@@ -56,9 +56,9 @@ def test_cli_synthesize_prints_the_reference_table(small_embeddings):
 @pytest.mark.slow
 def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, tiny_lm_dir):
     """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""
-    from elm.evaluation import EvalConfig
-    from elm.synthesis import SynthesisConfig
-    from elm.training import StageConfig, TrainConfig
+    from elm.evaluate.stage import EvalConfig
+    from elm.synth.stage import SynthesisConfig
+    from elm.train.stage import StageConfig, TrainConfig
     from flows.pipeline import elm_flow
     from tests.test_embeddings import FAST
 

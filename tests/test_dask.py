@@ -9,8 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from elm import evaluation as ev
-from elm.evaluation import EvalConfig, evaluate
+from elm.evaluate import stage as ev
+from elm.evaluate.stage import EvalConfig, evaluate
 from flows.task_runners import make_task_runner
 from tests.test_evaluation import GEN_FILES, SMALL, world  # noqa: F401 - world is a fixture used here
 
@@ -95,7 +95,7 @@ def test_parts_on_two_threads_give_the_in_process_artifact(prefect_harness, worl
     truth = (w["system"] == "truth").to_numpy()
     pd.testing.assert_frame_equal(g[truth], w[truth])
     # two threads loaded models at once: transformers' process-global init hooks must not have leaked
-    # (they did before elm.base_model.LOAD_LOCK: every later model came out on the meta device)
+    # (they did before elm.model.base_lm.LOAD_LOCK: every later model came out on the meta device)
     import torch
 
     assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
@@ -122,7 +122,7 @@ def test_synthesis_chunks_fan_out_to_dask_workers_and_give_the_in_process_artifa
                                                                                   dask_cluster):
     from distributed import get_task_stream
 
-    from elm.synthesis import SynthesisConfig, synthesize
+    from elm.synth.stage import SynthesisConfig, synthesize
     from flows.synthesize import synthesize_flow
 
     store, ingest_art, arts = small_embeddings

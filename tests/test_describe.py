@@ -1,4 +1,4 @@
-"""The inference API (elm/describe.py) and `elm describe`, on a tiny random ELM over real ml-latest-small vectors.
+"""The inference API (elm/serve/describe.py) and `elm describe`, on a tiny random ELM over real ml-latest-small vectors.
 
 The ELM is untrained, so its words mean nothing; what is tested is the plumbing: which vector reaches which slot,
 the distance report, batching, errors, the CLI. A random LM repeats itself under the default settings, so the
@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from elm.artifacts import ArtifactStore
 from elm.cli import app
-from elm.describe import Describer, DescribeError, load_vector_file, resolve_elm_folder
-from elm.elm_model import ELM, ELMConfig, ELMLoadError, SpaceSpec
-from elm.task_catalog import EMB_TOKEN, UnknownTaskError
+from elm.serve.describe import Describer, DescribeError, load_vector_file, resolve_elm_folder
+from elm.model.elm import ELM, ELMConfig, ELMLoadError, SpaceSpec
+from elm.synth.catalog import EMB_TOKEN, UnknownTaskError
 
 SEM, BEH, USR = "semantic_movies", "behavioral_movies", "behavioral_users"
 KW = dict(max_new_tokens=6, no_repeat_ngram_size=1, repetition_penalty=1.3)

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from elm.adapter import AdapterConfig, build_adapter, embedding_rms
-from elm.base_model import load_causal_lm
-from elm.elm_batch import IGNORE_INDEX, ELMInputError, Example
-from elm.elm_model import ELM, ELMConfig, ELMLoadError, SpaceSpec
-from elm.task_catalog import EMB_TOKEN, get_task, render_elm_prompt
+from elm.model.adapter import AdapterConfig, build_adapter, embedding_rms
+from elm.model.base_lm import load_causal_lm
+from elm.model.batch import IGNORE_INDEX, ELMInputError, Example
+from elm.model.elm import ELM, ELMConfig, ELMLoadError, SpaceSpec
+from elm.synth.catalog import EMB_TOKEN, get_task, render_elm_prompt
 
 SEM, BEH, USR = "semantic_movies", "behavioral_movies", "behavioral_users"
 DIMS = {SEM: 16, BEH: 8, USR: 6}

@@ -2,10 +2,10 @@ import pandas as pd
 import pytest
 
 from elm.artifacts import ArtifactError, ArtifactStore
-from elm.behavioral import WALSConfig
-from elm.embeddings import (EmbeddingsConfig, SplitConfig, build_behavioral, load_movie_vectors, report,
+from elm.embed.behavioral import WALSConfig
+from elm.embed.stage import (EmbeddingsConfig, SplitConfig, build_behavioral, load_movie_vectors, report,
                             run_embeddings)
-from elm.ingest import IngestConfig, ingest
+from elm.data.ingest import IngestConfig, ingest
 from elm.vectors import VectorError, read
 
 FAST = EmbeddingsConfig(wals=WALSConfig(factors=32, iterations=8))

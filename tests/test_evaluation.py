@@ -1,4 +1,4 @@
-"""The evaluate stage (elm/evaluation.py) and `elm evaluate` / `elm report`, on real ml-latest-small vectors.
+"""The evaluate stage (elm/evaluate/stage.py) and `elm evaluate` / `elm report`, on real ml-latest-small vectors.
 
 The ELM is a tiny random one published as a train artifact: its words mean nothing, so what is tested is what
 evaluation promises whatever the model: scores equal their definitions, references are measured the same way,
@@ -14,17 +14,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from elm import evaluation as ev
+from elm.evaluate import stage as ev
 from elm.artifacts import ArtifactStore
-from elm.cav import CAVError
+from elm.evaluate.cav import CAVError
 from elm.cli import app
-from elm.elm_model import ELM, ELMConfig, SpaceSpec
-from elm.evaluation import EvalConfig, EvaluationError, evaluate, resolve_inputs
-from elm.interpolation import lerp, movie_pairs
-from elm.report import build_report, headline_text
-from elm.semantic_consistency import normalised
-from elm.splits import HELDOUT
-from elm.synthesis import SynthesisConfig, synthesize
+from elm.model.elm import ELM, ELMConfig, SpaceSpec
+from elm.evaluate.stage import EvalConfig, EvaluationError, evaluate, resolve_inputs
+from elm.evaluate.interpolation import lerp, movie_pairs
+from elm.report.stage import build_report, headline_text
+from elm.metrics.semantic_consistency import normalised
+from elm.embed.splits import HELDOUT
+from elm.synth.stage import SynthesisConfig, synthesize
 
 TASKS = ("summary", "similarities", "user_profile")
 SMALL = EvalConfig(heldout_per_task=2, train_per_task=1, tasks=TASKS, max_new_tokens=8, movie_pairs=1, user_pairs=1,
@@ -104,7 +104,7 @@ def test_sc_is_the_cosine_with_the_movie_vector_and_pairs_use_the_mix(world):
 def test_bc_is_one_for_the_cf_ranking_and_low_for_a_random_one(world):
     store, arts = world
     ctx = ev.load_context(arts, SMALL, store)
-    from elm.behavioral_consistency import ndcg_at_k, random_ranking_ndcg, user_relevance
+    from elm.metrics.behavioral_consistency import ndcg_at_k, random_ranking_ndcg, user_relevance
 
     rel = user_relevance(ctx.users.get(ctx.users.ids[:5]), ctx.cand_factors)
     assert ndcg_at_k(rel, rel, SMALL.bc_k) == pytest.approx(np.ones(5))  # the CF model's own ranking

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from elm.ingest import IngestConfig, ingest
-from elm.movielens_sources import EMBEDDED_DIR, SourceError
-from elm.movielens_tables import TableFormatError
-from elm.validation import DataValidationError
+from elm.data.ingest import IngestConfig, ingest
+from elm.data.sources import EMBEDDED_DIR, SourceError
+from elm.data.tables import TableFormatError
+from elm.data.validation import DataValidationError
 
 SMALL = EMBEDDED_DIR / "ml-latest-small"
 
@@ -140,7 +140,7 @@ def test_ratings_for_unknown_movie_fail_referential_integrity(store, tmp_path):
 
 def test_interrupted_run_keeps_previous_latest(small_ingest, tmp_path, monkeypatch):
     store, good = small_ingest
-    import elm.ingest as ingest_mod
+    import elm.data.ingest as ingest_mod
 
     def killed(_tables):
         raise KeyboardInterrupt

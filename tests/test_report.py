@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from elm.artifacts import ArtifactStore
-from elm.report import (
+from elm.report.stage import (
     REPORT_FILES,
     ReportError,
     build_report,
@@ -42,7 +42,7 @@ def _row(**kw) -> dict:
 
 
 def make_tables(rng: np.random.Generator, experiments: bool = True) -> dict[str, pd.DataFrame]:
-    """Generations and the tables evaluate aggregates from them, as elm/evaluation.py writes them."""
+    """Generations and the tables evaluate aggregates from them, as elm/evaluate/stage.py writes them."""
     gens = []
     level = {"elm": 0.45, "baseline": 0.55, "truth": 0.65}
     for split, movies in (("heldout", HELDOUT), ("train", TRAIN)):

@@ -1,4 +1,4 @@
-"""elm.semantic: the packaged encoder, encode(), and the per-movie documents it embeds."""
+"""elm.embed.semantic: the packaged encoder, encode(), and the per-movie documents it embeds."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elm import semantic
-from elm.semantic import DEFAULT_ENCODER, encode, load_encoder, load_extra_text, movie_documents, resolve_encoder_path
+from elm.embed import semantic
+from elm.embed.semantic import DEFAULT_ENCODER, encode, load_encoder, load_extra_text, movie_documents, resolve_encoder_path
 
 
 @pytest.fixture(scope="module")

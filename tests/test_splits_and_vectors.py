@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from elm import vectors as vec
-from elm.splits import HELDOUT, TRAIN, assign, split_table
+from elm.embed.splits import HELDOUT, TRAIN, assign, split_table
 
 
 def test_split_is_seeded_stable_and_disjoint():

@@ -10,12 +10,12 @@ import pytest
 
 from elm import vectors as vec
 from elm.artifacts import ArtifactStore
-from elm.entity_facts import movie_facts
-from elm.synthesis import (SynthesisConfig, SynthesisError, eligible_movies, plan_items, reference_sc, report,
+from elm.synth.facts import movie_facts
+from elm.synth.stage import (SynthesisConfig, SynthesisError, eligible_movies, plan_items, reference_sc, report,
                            synthesize)
-from elm.task_catalog import MOVIE_TASKS, UnknownTaskError, get_task
-from elm.teacher_openai import OpenAITeacherConfig, TeacherUnavailableError
-from elm.teacher_template import TemplateTeacher
+from elm.synth.catalog import MOVIE_TASKS, UnknownTaskError, get_task
+from elm.synth.teachers.openai import OpenAITeacherConfig, TeacherUnavailableError
+from elm.synth.teachers.template import TemplateTeacher
 from tests.chat_server import ChatServer
 
 SMALL = SynthesisConfig(teacher="template", train_movies=12, heldout_movies=5, train_users=3, heldout_users=2,

@@ -1,8 +1,8 @@
-"""Target checks (elm/target_checks.py): what is cleaned, what is rejected, and why."""
+"""Target checks (elm/synth/checks.py): what is cleaned, what is rejected, and why."""
 
 import pytest
 
-from elm.target_checks import MIN_NAME_CHARS, check_target, title_variants
+from elm.synth.checks import MIN_NAME_CHARS, check_target, title_variants
 
 STORY = "A cowboy doll and a space ranger become friends. It is warm and funny. Families love it."
 

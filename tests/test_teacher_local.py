@@ -8,11 +8,11 @@ import re
 import pandas as pd
 import pytest
 
-from elm.base_model import ModelNotFoundError
-from elm.entity_facts import movie_facts
-from elm.task_catalog import get_task, render_teacher_prompt
-from elm.teacher_local import LocalTeacher, LocalTeacherConfig
-from elm.teachers import SYSTEM_PROMPT, ChatTeacher, TeacherError
+from elm.model.base_lm import ModelNotFoundError
+from elm.synth.facts import movie_facts
+from elm.synth.catalog import get_task, render_teacher_prompt
+from elm.synth.teachers.local import LocalTeacher, LocalTeacherConfig
+from elm.synth.teachers.base import SYSTEM_PROMPT, ChatTeacher, TeacherError
 
 PROMPTS = [
     "Hi.",
@@ -140,7 +140,7 @@ def test_real_smollm_summarizes_movies(smollm_dir):
 def test_openai_teacher_against_a_server_backed_by_the_local_teacher(tiny_lm_dir):
     """The openai teacher over a real chat-completions server whose answers come from a LocalTeacher:
     the same prompts give the same greedy text either way (how synthesis scales out to a vLLM server)."""
-    from elm.teacher_openai import OpenAITeacher, OpenAITeacherConfig
+    from elm.synth.teachers.openai import OpenAITeacher, OpenAITeacherConfig
     from tests.chat_server import ChatServer
 
     local = tiny(tiny_lm_dir)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from elm.teacher_openai import (OpenAITeacher, OpenAITeacherConfig, TeacherAuthError, TeacherNotFoundError,
+from elm.synth.teachers.openai import (OpenAITeacher, OpenAITeacherConfig, TeacherAuthError, TeacherNotFoundError,
                                 TeacherResponseError, TeacherUnavailableError)
-from elm.teachers import SYSTEM_PROMPT, ChatTeacher, TeacherError
+from elm.synth.teachers.base import SYSTEM_PROMPT, ChatTeacher, TeacherError
 from tests.chat_server import ChatServer, Reply, echo_answer
 
 KEY_ENV = "ELM_TEST_OPENAI_KEY"
@@ -107,7 +107,7 @@ def test_empty_and_mismatched_inputs(make_teacher, server):
 def test_429_honours_retry_after_then_succeeds(make_teacher, server, caplog):
     server.plan([Reply(429, headers={"Retry-After": "0"})])
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="elm.teacher_openai"):
+    with caplog.at_level(logging.WARNING, logger="elm.synth.teachers.openai"):
         # backoff_s=10: finishing fast proves Retry-After replaced the backoff
         assert make_teacher(backoff_s=10.0).complete(["x y"], [2]) == ["y x [2]"]
     assert time.monotonic() - t0 < 2

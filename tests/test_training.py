@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 
 from elm import vectors as vec
 from elm.artifacts import ArtifactStore
-from elm.elm_model import ELM
-from elm.synthesis import SynthesisConfig, synthesize
-from elm.training import (CHECKPOINTS, KILL_ENV, CheckpointError, StageConfig, TrainConfig, TrainingError,
+from elm.model.elm import ELM
+from elm.synth.stage import SynthesisConfig, synthesize
+from elm.train.stage import (CHECKPOINTS, KILL_ENV, CheckpointError, StageConfig, TrainConfig, TrainingError,
                           batch_indices, fit, list_checkpoints, load_data, read_checkpoint, row_vectors, train)
 
 SMALL = SynthesisConfig(teacher="template", train_movies=10, heldout_movies=2, train_users=3, heldout_users=1,
@@ -207,7 +207,7 @@ def test_trained_artifact_layout_and_what_stage2_changes(trained, tiny_lm_dir, s
     movie = [k for k in after1 if k.startswith("adapters.semantic_movies.")]
     assert movie and all(not torch.equal(after1[k], final[k]) for k in movie), "and keeps training the adapter"
     elm = ELM.load(art.path / "elm")
-    assert elm.config.spaces[0].name == "semantic_movies" and not elm.training
+    assert elm.config.spaces[0].name == "semantic_movies" and not elm.train.stage
 
     again, hit = train(synth, cfg, store)
     assert hit and again.path == art.path

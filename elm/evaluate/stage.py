@@ -1,15 +1,15 @@
 """The ``evaluate`` stage: a trained ELM against its references (PAPER.md, "Metrics" and "Experiments").
 
-Experiments, each a set of generated texts scored with SC (elm.semantic_consistency) and BC
-(elm.behavioral_consistency):
+Experiments, each a set of generated texts scored with SC (elm.metrics.semantic_consistency) and BC
+(elm.metrics.behavioral_consistency):
 
     generalisation  every task on held-out movies and users (and a sample of training ones, for the gap):
                     the ELM's text ("elm"), the teacher's target ("truth") and the text-only base LLM
-                    prompted with titles ("baseline", elm.text_baseline).
+                    prompted with titles ("baseline", elm.evaluate.baseline).
     interpolation   movie pairs (Forrest Gump and others) and user pairs mixed at weights a
-                    (elm.interpolation); SC of the ELM's summary against the mixed vector, the baseline asked
+                    (elm.evaluate.interpolation); SC of the ELM's summary against the mixed vector, the baseline asked
                     to blend the two titles; user mixes scored with BC.
-    cav             concept activation vectors (elm.cav) for soft attributes, in the ELM's movie space and
+    cav             concept activation vectors (elm.evaluate.cav) for soft attributes, in the ELM's movie space and
                     in the user space; entities moved by alpha standard deviations along the CAV; SC/BC of
                     the text against the moved vector and the attribute's probability in the text (the
                     attribute's classifier in the semantic space applied to the encoded text).
@@ -45,17 +45,17 @@ import pandas as pd
 
 from elm import vectors as vec
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
-from elm.base_model import LOAD_LOCK
-from elm.behavioral_consistency import (DEFAULT_K, behavioral_consistency, movie_relevance, random_ranking_ndcg,
+from elm.model.base_lm import LOAD_LOCK
+from elm.metrics.behavioral_consistency import (DEFAULT_K, behavioral_consistency, movie_relevance, random_ranking_ndcg,
                                         user_relevance)
-from elm.cav import CAV, fit_cav, movie_labels, parse_attribute, user_labels
-from elm.describe import Describer
-from elm.embeddings import read_tables
-from elm.interpolation import DEFAULT_ALPHAS, check_alphas, lerp, movie_pairs, user_pairs
-from elm.semantic_consistency import cosine_rows, encode_texts, mix, normalised, random_partner
-from elm.splits import HELDOUT, TRAIN, hash_order
-from elm.task_catalog import MOVIE_TASKS, get_task
-from elm.text_baseline import OneShot, TextBaseline, blend_prompt, one_shot_prompt
+from elm.evaluate.cav import CAV, fit_cav, movie_labels, parse_attribute, user_labels
+from elm.serve.describe import Describer
+from elm.embed.stage import read_tables
+from elm.evaluate.interpolation import DEFAULT_ALPHAS, check_alphas, lerp, movie_pairs, user_pairs
+from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, normalised, random_partner
+from elm.embed.splits import HELDOUT, TRAIN, hash_order
+from elm.synth.catalog import MOVIE_TASKS, get_task
+from elm.evaluate.baseline import OneShot, TextBaseline, blend_prompt, one_shot_prompt
 
 log = logging.getLogger(__name__)
 
@@ -256,9 +256,9 @@ def load_context(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStor
     behavioral = vec.read(arts["behavioral"].file("movies.parquet"))
     users = vec.read(arts["behavioral"].file("users.parquet"))
     cand = np.intersect1d(semantic.ids, behavioral.ids)
-    from elm.entity_facts import _titles  # "Name (year)", the form the teacher saw
+    from elm.synth.facts import _titles  # "Name (year)", the form the teacher saw
 
-    from elm.semantic import load_encoder
+    from elm.embed.semantic import load_encoder
 
     encoder_name = arts["semantic"].manifest["config"].get("encoder", "all-MiniLM-L6-v2")
     return Context(

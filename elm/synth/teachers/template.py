@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from elm.task_catalog import Task
+from elm.synth.catalog import Task
 
 TOKENS_PER_WORD = 1.4
 """Rough tokenizer ratio for English prose, used to keep targets within max_target_tokens."""

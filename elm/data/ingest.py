@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
-from elm.movielens_sources import DATASETS, get_spec, resolve_source
-from elm.movielens_tables import convert
-from elm.validation import validate_tables
+from elm.data.sources import DATASETS, get_spec, resolve_source
+from elm.data.tables import convert
+from elm.data.validation import validate_tables
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from elm.teachers import SYSTEM_PROMPT, TeacherError
+from elm.synth.teachers.base import SYSTEM_PROMPT, TeacherError
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """What every LLM teacher shares: the chat-completion interface and its errors.
 
-A teacher turns (task, entity facts) into target text. The template teacher (elm/teacher_template.py)
+A teacher turns (task, entity facts) into target text. The template teacher (elm/synth/teachers/template.py)
 composes it from the facts directly; LLM teachers receive the rendered teacher prompt
 (task_catalog.render_teacher_prompt) as one user message and complete it:
 
-    LocalTeacher   (elm/teacher_local.py)   a transformers causal LM on this machine, batched
-    OpenAITeacher  (elm/teacher_openai.py)  any OpenAI-compatible chat endpoint (vLLM, Ollama, hosted)
+    LocalTeacher   (elm/synth/teachers/local.py)   a transformers causal LM on this machine, batched
+    OpenAITeacher  (elm/synth/teachers/openai.py)  any OpenAI-compatible chat endpoint (vLLM, Ollama, hosted)
 
 Both implement ChatTeacher, so the synthesis stage does not care which one it drives.
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from elm.semantic import encode, load_encoder
+from elm.embed.semantic import encode, load_encoder
 
 
 def unit(m: np.ndarray) -> np.ndarray:

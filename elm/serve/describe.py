@@ -41,8 +41,8 @@ import numpy as np
 
 from elm import vectors as vec
 from elm.artifacts import ArtifactError, ArtifactStore
-from elm.elm_model import ADAPTERS_FILE, CONFIG_FILE, ELM, ELMLoadError, SpaceSpec
-from elm.task_catalog import EMB_TOKEN, Task, get_task, render_elm_prompt
+from elm.model.elm import ADAPTERS_FILE, CONFIG_FILE, ELM, ELMLoadError, SpaceSpec
+from elm.synth.catalog import EMB_TOKEN, Task, get_task, render_elm_prompt
 
 if TYPE_CHECKING:
     import pandas as pd

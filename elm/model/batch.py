@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from elm.task_catalog import EMB_TOKEN
+from elm.synth.catalog import EMB_TOKEN
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from elm.elm_model import ELMConfig
+    from elm.model.elm import ELMConfig
 
 IGNORE_INDEX = -100
 PADDING_SIDES = ("right", "left")

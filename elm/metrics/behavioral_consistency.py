@@ -3,7 +3,7 @@
     scores_j    = cos(encoder(text), s_j)                  s_j: semantic embedding of candidate movie j
     BC(text)    = NDCG@k(ranking by scores, relevance)
 
-The relevance comes from the CF model (elm.behavioral), never from text:
+The relevance comes from the CF model (elm.embed.behavioral), never from text:
 
     user profile u            rel_j = x_u . y_j                      the model's predicted preference
     behavioral movie vector i  rel_j = cos(y_i, y_j)                 the model's item neighbourhood

@@ -27,7 +27,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 
-from elm.semantic_consistency import unit
+from elm.metrics.semantic_consistency import unit
 from elm.vectors import Vectors
 
 KINDS = ("genre", "tag")

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from elm.adapter import AdapterConfig, build_adapter, embedding_rms
-from elm.base_model import DEFAULT_BASE_MODEL, load_causal_lm, load_tokenizer, resolve_model_path
-from elm.elm_batch import ELMCollator, ELMInputError, Example, end_token_id
-from elm.task_catalog import SLOT_KINDS
+from elm.model.adapter import AdapterConfig, build_adapter, embedding_rms
+from elm.model.base_lm import DEFAULT_BASE_MODEL, load_causal_lm, load_tokenizer, resolve_model_path
+from elm.model.batch import ELMCollator, ELMInputError, Example, end_token_id
+from elm.synth.catalog import SLOT_KINDS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -95,7 +95,7 @@ class ELMConfig:
     spaces: tuple[SpaceSpec, ...]
     """The embedding spaces it reads, one adapter each (dicts are accepted and converted)."""
     base_model: str = DEFAULT_BASE_MODEL
-    """Base causal LM: a name, folder or hub id as accepted by elm.base_model.resolve_model_path."""
+    """Base causal LM: a name, folder or hub id as accepted by elm.model.base_lm.resolve_model_path."""
     adapter: dict = field(default_factory=dict)
     """AdapterConfig fields shared by every space's adapter, except in_dim/out_dim (set per space / by the LM)."""
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT

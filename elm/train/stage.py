@@ -8,7 +8,7 @@ Sections, top to bottom:
     configs       StageConfig, TrainConfig: frozen, validated, JSON round trip
     data          synthesize rows -> Examples (vectors per slot); deterministic batches from (seed, stage, step)
     checkpoints   atomic folders: trainable weights (safetensors), optimizer/scheduler, RNG, state.json
-    fit           the loop itself (what elm/train_script.py runs in every process)
+    fit           the loop itself (what elm/train/script.py runs in every process)
     the stage     train(): ArtifactStore.produce(...) whose build runs ``accelerate launch`` as a subprocess
 
 Resume is exact: batches are a pure function of (seed, stage, step), and a checkpoint holds everything
@@ -46,18 +46,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from elm.adapter import AdapterConfig
-from elm.base_model import DEFAULT_BASE_MODEL
-from elm.elm_batch import IGNORE_INDEX, Example
-from elm.elm_model import DEFAULT_SYSTEM_PROMPT, ELMConfig, SpaceSpec
-from elm.task_catalog import get_task
+from elm.model.adapter import AdapterConfig
+from elm.model.base_lm import DEFAULT_BASE_MODEL
+from elm.model.batch import IGNORE_INDEX, Example
+from elm.model.elm import DEFAULT_SYSTEM_PROMPT, ELMConfig, SpaceSpec
+from elm.synth.catalog import get_task
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
     from elm.artifacts import Artifact, ArtifactStore
-    from elm.elm_model import ELM
+    from elm.model.elm import ELM
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class TrainConfig:
     movie_space: str = "semantic"
     """Which vectors movie slots read: "semantic" or "behavioral" (user slots always read behavioral users)."""
     base_model: str = DEFAULT_BASE_MODEL
-    """Base causal LM: a name, folder or hub id (elm.base_model.resolve_model_path)."""
+    """Base causal LM: a name, folder or hub id (elm.model.base_lm.resolve_model_path)."""
     adapter: dict = field(default_factory=lambda: dict(DEFAULT_ADAPTER))
     """AdapterConfig fields shared by every space's adapter (4 soft tokens per vector mattered most here)."""
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
@@ -590,7 +590,7 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
-    from elm.elm_model import ELM
+    from elm.model.elm import ELM
 
     work_dir = Path(work_dir)
     # A batch may hold no vector of some space (e.g. no user row): DDP must allow unused adapters.
@@ -768,10 +768,10 @@ def write_curves(rows: list[dict], work_dir: Path, val_loss: dict) -> None:
 
 def launch_command(cfg: TrainConfig, work_dir: Path, arts: dict[str, Artifact], store: ArtifactStore,
                    resume: bool) -> list[str]:
-    """``accelerate launch`` of elm.train_script, with the interpreter that runs us."""
+    """``accelerate launch`` of elm.train.script, with the interpreter that runs us."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--config_file", str(accelerate_config_path(cfg.accelerate_config)),
-           "-m", "elm.train_script", "--work-dir", str(work_dir), "--config", str(work_dir / CONFIG_FILE),
+           "-m", "elm.train.script", "--work-dir", str(work_dir), "--config", str(work_dir / CONFIG_FILE),
            "--artifacts", str(store.root)]
     for k in ("synthesize", "semantic", "behavioral"):
         cmd += [f"--{k}", str(arts[k].path)]
@@ -821,7 +821,7 @@ def train(arts: dict[str, Artifact], cfg: TrainConfig, store: ArtifactStore,
     An interrupted build resumes from its last checkpoint when called again. ``env`` is added to the
     launched process's environment.
     """
-    from elm.base_model import resolve_model_path
+    from elm.model.base_lm import resolve_model_path
 
     if "synthesize" not in arts:
         raise TrainingError("train needs a synthesize artifact (run `elm synthesize` first)")

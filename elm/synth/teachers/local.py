@@ -15,8 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from elm import base_model, teachers
-from elm.teachers import TeacherError
+from elm.model import base_lm as base_model
+
+from elm.synth.teachers import base as teachers
+from elm.synth.teachers.base import TeacherError
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -26,7 +28,7 @@ class LocalTeacherConfig:
     """Which model writes the targets, and how it decodes."""
 
     model: str = base_model.DEFAULT_BASE_MODEL
-    """Any name elm.base_model.resolve_model_path accepts: the packaged default, a local folder, a hub id."""
+    """Any name elm.model.base_lm.resolve_model_path accepts: the packaged default, a local folder, a hub id."""
     batch_size: int = 16
     """Prompts per generate call (the speed knob; greedy text does not depend on it)."""
     temperature: float = 0.0

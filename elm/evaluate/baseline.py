@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from elm.base_model import LOAD_LOCK
-from elm.describe import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
-from elm.task_catalog import Task, slot_fields
-from elm.teacher_local import LocalTeacher, LocalTeacherConfig
-from elm.teachers import SYSTEM_PROMPT
+from elm.model.base_lm import LOAD_LOCK
+from elm.serve.describe import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
+from elm.synth.catalog import Task, slot_fields
+from elm.synth.teachers.local import LocalTeacher, LocalTeacherConfig
+from elm.synth.teachers.base import SYSTEM_PROMPT
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 from elm import vectors as vec
 from elm.artifacts import Artifact, ArtifactError, ArtifactStore, WorkDir, sha256_file
-from elm.behavioral import WALSConfig, evaluate_cf, fit_wals
-from elm.semantic import DEFAULT_ENCODER, encode, load_encoder, load_extra_text, movie_documents
-from elm.splits import split_table
+from elm.embed.behavioral import WALSConfig, evaluate_cf, fit_wals
+from elm.embed.semantic import DEFAULT_ENCODER, encode, load_encoder, load_extra_text, movie_documents
+from elm.embed.splits import split_table
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Entry point that ``accelerate launch`` runs in every process: two-stage ELM training into a work folder.
 
-    accelerate launch --config_file configs/accelerate/cpu.yaml -m elm.train_script \\
+    accelerate launch --config_file configs/accelerate/cpu.yaml -m elm.train.script \\
         --work-dir runs/elm1 --synthesize latest --artifacts artifacts [--config train.json] [--resume]
 
-The ``train`` stage (elm/training.py, ``elm train``) runs exactly this as a subprocess and publishes the
+The ``train`` stage (elm/train/stage.py, ``elm train``) runs exactly this as a subprocess and publishes the
 work folder as an artifact; run it by hand to train outside the artifact store (e.g. on a GPU box with
 ``--config_file configs/accelerate/multi_gpu.yaml``).
 """
@@ -24,15 +24,15 @@ quiet_third_party()
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m elm.train_script",
+        prog="python -m elm.train.script",
         description="Train an ELM in two stages (adapters only, then everything or LoRA) into --work-dir: "
         "checkpoints/, stage1/, elm/, curves.parquet, curves.png, summary.json. Launch it with "
-        "`accelerate launch [--config_file configs/accelerate/cpu.yaml] -m elm.train_script ...`; "
-        "plain `python -m elm.train_script` runs one process.",
+        "`accelerate launch [--config_file configs/accelerate/cpu.yaml] -m elm.train.script ...`; "
+        "plain `python -m elm.train.script` runs one process.",
     )
     p.add_argument("--work-dir", type=Path, required=True, help="Folder for checkpoints and outputs.")
     p.add_argument("--config", type=Path, default=None,
-                   help="JSON file with TrainConfig fields (elm/training.py); default: TrainConfig().")
+                   help="JSON file with TrainConfig fields (elm/train/stage.py); default: TrainConfig().")
     p.add_argument("--synthesize", default="latest",
                    help="synthesize artifact: a folder, or a version (prefix) / 'latest' in --artifacts.")
     p.add_argument("--semantic", default=None,
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve(store, stage: str, ref: str | None):
     """An artifact from a folder path, or from a version (prefix) or 'latest' in the store."""
-    from elm.training import load_artifact
+    from elm.train.stage import load_artifact
 
     if ref is not None and Path(ref).is_dir():
         return load_artifact(Path(ref))
@@ -60,7 +60,7 @@ def resolve(store, stage: str, ref: str | None):
 def main(argv: list[str] | None = None) -> int:
     from elm.artifacts import ArtifactError, ArtifactStore
     from elm.settings import artifacts_dir
-    from elm.training import TrainConfig, TrainingError, fit, load_data
+    from elm.train.stage import TrainConfig, TrainingError, fit, load_data
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data(cfg, synth, semantic, behavioral)
         summary = fit(cfg, data, args.work_dir, resume=args.resume, store=store)
     except (TrainingError, ArtifactError, ValueError) as e:
-        logging.getLogger("elm.train_script").error("%s: %s", type(e).__name__, e)
+        logging.getLogger("elm.train.script").error("%s: %s", type(e).__name__, e)
         return 2
-    logging.getLogger("elm.train_script").info("done: %s", json.dumps(summary["val_loss"]))
+    logging.getLogger("elm.train.script").info("done: %s", json.dumps(summary["val_loss"]))
     return 0
 
 

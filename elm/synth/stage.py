@@ -32,16 +32,16 @@ from tqdm.auto import tqdm
 
 from elm import vectors as vec
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
-from elm.base_model import LOAD_LOCK
-from elm.embeddings import read_tables
-from elm.entity_facts import movie_facts, user_facts
-from elm.semantic_consistency import cosine_rows, encode_texts, mix, random_partner
-from elm.splits import HELDOUT, TRAIN, hash_order
-from elm.target_checks import check_target, title_variants
-from elm.task_catalog import Task, render_elm_prompt, render_teacher_prompt, select_tasks
-from elm.teacher_local import LocalTeacherConfig
-from elm.teacher_openai import OpenAITeacherConfig
-from elm.teacher_template import Movie, TemplateTeacher
+from elm.model.base_lm import LOAD_LOCK
+from elm.embed.stage import read_tables
+from elm.synth.facts import movie_facts, user_facts
+from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, random_partner
+from elm.embed.splits import HELDOUT, TRAIN, hash_order
+from elm.synth.checks import check_target, title_variants
+from elm.synth.catalog import Task, render_elm_prompt, render_teacher_prompt, select_tasks
+from elm.synth.teachers.local import LocalTeacherConfig
+from elm.synth.teachers.openai import OpenAITeacherConfig
+from elm.synth.teachers.template import Movie, TemplateTeacher
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SynthesisConfig:
     targets that invent facts and name the title, and the ELM trained on them reads vectors worse (the issue note
     has the numbers). With a capable teacher (local GPU model, or openai -> vLLM), use that."""
     tasks: tuple[str, ...] = ("all",)
-    """Task names from elm/task_catalog.py, or ("all",)."""
+    """Task names from elm/synth/catalog.py, or ("all",)."""
     train_movies: int | None = 200
     """Training-split movies to write targets for (None: all eligible)."""
     heldout_movies: int | None = 20
@@ -225,10 +225,10 @@ def make_teacher(cfg: SynthesisConfig, store: ArtifactStore):
     if cfg.teacher == "template":
         return TemplateTeacher()
     if cfg.teacher == "local":
-        from elm.teacher_local import LocalTeacher
+        from elm.synth.teachers.local import LocalTeacher
 
         return LocalTeacher(cfg.local, store)
-    from elm.teacher_openai import OpenAITeacher
+    from elm.synth.teachers.openai import OpenAITeacher
 
     return OpenAITeacher(cfg.openai)
 
