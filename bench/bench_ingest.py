@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from elm.settings import apply_env_defaults  # noqa: E402
+
+apply_env_defaults()
 
 import duckdb  # noqa: E402
 

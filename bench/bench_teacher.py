@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from elm.settings import apply_env_defaults  # noqa: E402
+
+apply_env_defaults()
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

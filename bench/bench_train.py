@@ -9,7 +9,7 @@ same speed as the real one), written to a temp folder; the packaged model it is 
 into $ELM_ARTIFACTS_DIR if set, else into a temp ArtifactStore (about 20 s). Float32, torch's default threads.
 
 Training rows (tokens/s = batch x seq-len tokens per optimizer step, over --steps steps after --warmup):
-  stage 1 (ELM)   elm.train.stage's building blocks as fit() runs them, minus accelerate (on CPU, cpu.yaml is one
+  stage 1 (ELM)   elm.train.loop's building blocks as fit() runs them, minus accelerate (on CPU, cpu.yaml is one
                   process, no mixed precision: prepare() wraps nothing): ELM.from_base + freeze_base, AdamW
                   from _optimizer, each step collating Examples picked by batch_indices (chat template,
                   one <emb> slot or two, 4 soft tokens each, targets cut at --seq-len so every row is exactly
@@ -102,10 +102,13 @@ def main() -> None:
     from elm.artifacts import ArtifactStore
     from elm.model.base_lm import DEFAULT_BASE_MODEL, load_causal_lm, random_model_like
     from elm.model.batch import Example
-    from elm.model.elm import ELM, SpaceSpec
+    from elm.model.elm import ELM
+    from elm.model.config import SpaceSpec
     from elm.settings import ARTIFACTS_ENV
     from elm.synth.catalog import MOVIE_TASKS, get_task, render_elm_prompt
-    from elm.train.stage import TrainConfig, _optimizer, _setup_stage, _to_device, batch_indices
+    from elm.train.config import TrainConfig
+    from elm.train.data import batch_indices
+    from elm.train.loop import _optimizer, _setup_stage, _to_device
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

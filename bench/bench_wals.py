@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 # Deliberately NOT setting OPENBLAS_NUM_THREADS: the plain-implicit rows run as a plain user's would.
-# elm.embed.behavioral's own import-time default is pre-empted by importing numpy first.
+# (elm.embed.behavioral itself sets no BLAS default on import; its fit limits BLAS threads while it runs.)
 ENV_BLAS = os.environ.get("OPENBLAS_NUM_THREADS")
 
 import numpy as np  # noqa: E402

@@ -123,6 +123,13 @@ class WorkDir:
     summary: dict = field(default_factory=dict)
 
 
+def open_store(root: str | os.PathLike | None = None) -> ArtifactStore:
+    """The store at ``root``, or the default one: $ELM_ARTIFACTS_DIR, else ./artifacts (elm.settings)."""
+    from elm.settings import artifacts_dir
+
+    return ArtifactStore(root or artifacts_dir())
+
+
 class ArtifactStore:
     """The artifacts folder. Every stage reads and writes through one of these."""
 

@@ -1,6 +1,9 @@
 """The ``elm`` command line. Each subcommand runs one stage of the pipeline through the library.
 
 The Prefect flows in ``flows/`` call the same functions; this CLI needs no Prefect server.
+
+Why this file is long: one command per stage, each only options (with their help texts) and a call into
+the stage's module; kept in one file so ``elm --help`` and the code read in the same order.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from typing import Optional
 
 import typer
 
-from elm.settings import quiet_third_party
+from elm.settings import apply_env_defaults
 
-quiet_third_party()
+apply_env_defaults()
 
 app = typer.Typer(
     help="ELM: train and query Embedding Language Models over MovieLens embeddings. "
@@ -27,10 +30,9 @@ DataOpt = typer.Option(None, "--data", help="Folder for downloads [env ELM_DATA_
 
 
 def _store(artifacts: Optional[Path]):
-    from elm.artifacts import ArtifactStore
-    from elm.settings import artifacts_dir
+    from elm.artifacts import open_store
 
-    return ArtifactStore(artifacts or artifacts_dir())
+    return open_store(artifacts)
 
 
 def _fail(e: Exception) -> None:
@@ -85,7 +87,7 @@ def embeddings(
     heldout_movies: float = typer.Option(0.1, help="Fraction of movies held out from ELM training."),
     heldout_users: float = typer.Option(0.1, help="Fraction of users held out from ELM training."),
     split_seed: int = typer.Option(0, help="Seed of the train/held-out split."),
-    encoder: str = typer.Option("all-MiniLM-L6-v2", help="Sentence-transformers model id or path (default ships offline)."),
+    encoder: Optional[str] = typer.Option(None, help="Sentence-transformers model id or path [default: SemanticConfig's, all-MiniLM-L6-v2, shipped offline]."),
     batch_size: int = typer.Option(64, help="Encoder batch size."),
     extra_text: Optional[Path] = typer.Option(None, help="Parquet/CSV with movieId,text appended to movie documents."),
     artifacts: Optional[Path] = ArtifactsOpt,
@@ -108,7 +110,7 @@ def embeddings(
         cfg = EmbeddingsConfig(
             splits=SplitConfig(heldout_movies=heldout_movies, heldout_users=heldout_users, seed=split_seed),
             wals=WALSConfig(seed=wals_seed, **wals_kw),
-            semantic=SemanticConfig(encoder=encoder, batch_size=batch_size,
+            semantic=SemanticConfig(**({"encoder": encoder} if encoder else {}), batch_size=batch_size,
                                     extra_text=str(extra_text) if extra_text else None),
         )
         if ingest_version:
@@ -153,7 +155,8 @@ def synthesize(
     Reads the latest ingest/splits/semantic/behavioral artifacts (run `elm embeddings` first). Resumable:
     an interrupted run continues where it stopped; an unchanged re-run is a cache hit.
     """
-    from elm.synth.stage import SynthesisConfig, report, samples as sample_targets, synthesize as run
+    from elm.lineage import check_pins
+    from elm.synth.stage import SYNTHESIZE, SynthesisConfig, report, samples as sample_targets, synthesize as run
     from elm.synth.teachers.local import LocalTeacherConfig
     from elm.synth.teachers.openai import OpenAITeacherConfig
 
@@ -164,7 +167,8 @@ def synthesize(
     store = _store(artifacts)
     try:
         pinned = dict(v.split("=", 1) for v in version)
-        arts = {k: store.resolve(k, pinned.get(k)) for k in ("ingest", "splits", "semantic", "behavioral")}
+        check_pins(SYNTHESIZE, pinned)
+        arts = {k: store.resolve(k, pinned.get(k)) for k in SYNTHESIZE.inputs}
         openai = None
         if teacher == "openai":
             if not base_url or not api_model:
@@ -231,7 +235,8 @@ def describe(
 
     from transformers.utils.logging import disable_progress_bar
 
-    from elm.serve.describe import Describer, load_vector_file
+    from elm.serve.describe import Describer
+    from elm.serve.loading import load_vector_file
 
     disable_progress_bar()  # "Loading weights" bars would bury the answers
     store = _store(artifacts)
@@ -285,8 +290,10 @@ def train(
     """
     from dataclasses import replace
 
-    from elm.train.stage import TrainConfig, report
-    from elm.train.stage import train as run
+    from elm.train.config import TrainConfig
+    from elm.train.stage import report
+    from elm.lineage import check_pins
+    from elm.train.stage import TRAIN, train as run
 
     store = _store(artifacts)
     try:
@@ -299,8 +306,7 @@ def train(
         s2 = {k: v for k, v in dict(steps=stage2_steps, lr=stage2_lr, lora=lora).items() if v is not None}
         cfg = replace(cfg, **top, stage1=replace(cfg.stage1, **both, **s1), stage2=replace(cfg.stage2, **both, **s2))
         pinned = dict(v.split("=", 1) for v in version)
-        if unknown := sorted(set(pinned) - {"synthesize", "semantic", "behavioral"}):
-            raise ValueError(f"--from takes synthesize, semantic or behavioral, not {unknown}")
+        check_pins(TRAIN, pinned)
         arts = {k: store.resolve(k, v) for k, v in pinned.items() if k != "synthesize"}
         arts["synthesize"] = store.resolve("synthesize", pinned.get("synthesize"))
         art, hit = run(arts, cfg, store)
@@ -342,7 +348,9 @@ def evaluate(
     """
     from dataclasses import replace
 
-    from elm.evaluate.stage import EvalConfig, report, resolve_inputs
+    from elm.evaluate.config import EvalConfig
+    from elm.evaluate.context import resolve_inputs
+    from elm.evaluate.stage import report
     from elm.evaluate.stage import evaluate as run
 
     store = _store(artifacts)

@@ -17,11 +17,29 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV, "data"))
 
 
-def quiet_third_party() -> None:
-    """Environment that must be set before numpy/torch/HF load: offline hubs, one BLAS thread for implicit."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns and slows down otherwise
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ENV_DEFAULTS = {
+    "OPENBLAS_NUM_THREADS": "1",  # implicit warns and slows down with a multithreaded BLAS
+    # A hub-name load would otherwise retry the network for a minute; with a network, export them as 0.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+"""Environment the library wants before numpy, torch and the HF libraries load. A variable already set wins."""
+
+PREFECT_ENV_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",  # a temporary server on a busy 2-core machine
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "elm",  # the library's log lines show in flow runs
+    # The library logs outside flow runs too (CLI, tests): those lines have no run to go to, which is fine.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}
+"""What the flows add, before prefect is imported: stay offline and quiet."""
+
+
+def apply_env_defaults(prefect: bool = False) -> None:
+    """Set the defaults above where unset. Called once at each process start (the ``elm`` command, the flows
+    package, the training script, the tests, the benchmarks), never on import of a library module."""
+    for k, v in {**ENV_DEFAULTS, **(PREFECT_ENV_DEFAULTS if prefect else {})}.items():
+        os.environ.setdefault(k, v)

@@ -14,6 +14,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+KINDS = ("movie", "user")
+"""What a vector can stand for. Each kind has its table name in every embedding artifact."""
+TABLES = {"movie": "movies.parquet", "user": "users.parquet"}
+ID_COLUMNS = {"movie": "movieId", "user": "userId"}
+
+
+def unit_rows(m: np.ndarray, dtype=None) -> np.ndarray:
+    """Rows (or one vector) scaled to unit length; zero rows stay zero. ``dtype`` casts first."""
+    m = np.asarray(m) if dtype is None else np.asarray(m, dtype=dtype)
+    return m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)
+
+
+def top_k(unit_matrix: np.ndarray, unit_query: np.ndarray, k: int, exclude_rows=()) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the k highest cosines to one query (both unit-length), best first, and their cosines.
+    Ties go to the lower row (a stable sort), so the same inputs always give the same neighbours."""
+    sims = unit_matrix @ unit_query
+    if len(exclude_rows):
+        sims[np.asarray(exclude_rows)] = -np.inf
+    rows = np.argsort(-sims, kind="stable")[:k]
+    rows = rows[np.isfinite(sims[rows])]
+    return rows, sims[rows]
+
+
 class VectorError(ValueError):
     """Vectors that are malformed, non-finite, duplicated, of the wrong dimension, or unreadable."""
 
@@ -45,18 +68,9 @@ class Vectors:
 
     def nearest(self, query: np.ndarray, n: int = 5, exclude: set[int] | None = None) -> list[tuple[int, float]]:
         """Cosine nearest neighbours of one query vector: [(id, cosine)]."""
-        unit = self.matrix / np.maximum(np.linalg.norm(self.matrix, axis=1, keepdims=True), 1e-12)
-        q = query / max(float(np.linalg.norm(query)), 1e-12)
-        sims = unit @ q
-        order = np.argsort(-sims, kind="stable")
-        out = []
-        for i in order:
-            if exclude and int(self.ids[i]) in exclude:
-                continue
-            out.append((int(self.ids[i]), float(sims[i])))
-            if len(out) == n:
-                break
-        return out
+        skip = np.flatnonzero(np.isin(self.ids, list(exclude or ())))
+        rows, sims = top_k(unit_rows(self.matrix), unit_rows(query), n, skip)
+        return [(int(self.ids[i]), float(s)) for i, s in zip(rows, sims)]
 
 
 def validate(vectors: Vectors, *, what: str, expected_dim: int | None = None, known_ids=None) -> None:

@@ -1,18 +1,9 @@
 """Prefect flows: one per stage, and ``elm`` (flows/pipeline.py) chaining them."""
 
-import os
+# Before prefect is imported (elm.settings imports nothing heavy): offline, quiet, library logs in flow runs.
+from elm.settings import apply_env_defaults
 
-# Before prefect is imported: stay offline and quiet, and show the library's logs in flow runs.
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "elm")
-# The library logs outside flow runs too (CLI, tests): those lines have no run to go to, which is fine.
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-
-from elm.settings import quiet_third_party  # noqa: E402
-
-quiet_third_party()
+apply_env_defaults(prefect=True)
 
 import logging  # noqa: E402
 

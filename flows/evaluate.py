@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from elm.evaluate.stage import EvalConfig
+from elm.evaluate.config import EvalConfig
 from tasks.evaluate import evaluate_task
 
 
@@ -12,7 +12,7 @@ def evaluate_flow(versions: dict[str, str], evaluation: EvalConfig = EvalConfig(
     """SC/BC per task with references, the text-only baseline, interpolation and CAV moves for versions["train"].
 
     The evaluation's parts (generalisation per split, baseline, interpolations, one per CAV attribute) run as
-    "evaluate-part" tasks on the runner these parameters name (flows.task_runners.make_task_runner):
+    "evaluate-part" tasks on the runner these parameters name (tasks.runners.make_task_runner):
     "threads" with ``workers`` threads (1: here, one after another), or "dask": a local cluster of ``workers``
     processes, or the scheduler at ``dask_address``. They are parameters, not the flow's decorator-fixed
     task runner, so a deployment or the parent flow can move evaluation onto a cluster per run."""

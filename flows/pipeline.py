@@ -9,9 +9,10 @@ from prefect import flow, task
 
 from elm.embed.behavioral import WALSConfig
 from elm.embed.stage import SemanticConfig, SplitConfig
-from elm.evaluate.stage import EvalConfig
-from elm.synth.stage import SynthesisConfig
-from elm.train.stage import TrainConfig
+from elm.evaluate.config import EvalConfig
+from elm.synth.config import SynthesisConfig
+from elm.synth.teachers import BACKENDS
+from elm.train.config import TrainConfig
 from flows.embeddings import embeddings_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
@@ -53,7 +54,7 @@ def elm_flow(
     evaluated; otherwise both stages are cache hits.
 
     task_runner / workers / dask_address: where synthesis chunks and evaluation parts run
-    (flows/task_runners.py): here, one after another (the default), on ``workers`` threads, on a local Dask
+    (tasks/runners.py): here, one after another (the default), on ``workers`` threads, on a local Dask
     cluster of ``workers`` processes, or on the Dask scheduler at ``dask_address``.
     """
     fan_out = dict(task_runner=task_runner, workers=workers, dask_address=dask_address)
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", default=None, help="folder, zip or URL of the release (default: see `elm ingest --help`)")
     p.add_argument("--artifacts", default=None, help="artifact store folder (default ./artifacts)")
     p.add_argument("--data", default=None, help="download folder (default ./data)")
-    p.add_argument("--teacher", default=SynthesisConfig.teacher, choices=["local", "template"],
+    p.add_argument("--teacher", default=SynthesisConfig.teacher,
+                   choices=[name for name, b in BACKENDS.items() if not b.needs_settings],
                    help="who writes the training targets (an openai endpoint: use `elm synthesize`)")
     p.add_argument("--task-runner", default="threads", choices=["threads", "dask"],
                    help="where synthesis chunks and evaluation parts run: threads here, or Dask (a local "
@@ -89,15 +91,14 @@ def main(argv: list[str] | None = None) -> None:
                         synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner, workers=a.workers,
                         dask_address=a.dask_address)
 
-    from elm.artifacts import ArtifactStore
+    from elm.artifacts import open_store
     from elm.embed.stage import report
     from elm.synth.stage import report as synthesis_report
     from elm.evaluate.stage import report as evaluation_report
     from elm.report.stage import headline_text
     from elm.train.stage import report as training_report
-    from elm.settings import artifacts_dir
 
-    store = ArtifactStore(a.artifacts or artifacts_dir())
+    store = open_store(a.artifacts)
     arts = {stage: store.resolve(stage, version) for stage, version in versions.items()}
     print()
     for art in arts.values():

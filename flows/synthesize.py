@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from elm.synth.stage import SynthesisConfig
+from elm.synth.config import SynthesisConfig
 from tasks.synthesize import synthesize_task
 
 
@@ -11,5 +11,5 @@ def synthesize_flow(versions: dict[str, str], synthesis: SynthesisConfig = Synth
                     artifacts_dir: str | None = None, task_runner: str = "threads", workers: int = 1,
                     dask_address: str | None = None) -> str:
     """Teacher-written targets for the ingest, splits, semantic and behavioral artifact versions given.
-    task_runner/workers/dask_address: where the chunks are generated (flows/task_runners.py)."""
+    task_runner/workers/dask_address: where the chunks are generated (tasks/runners.py)."""
     return synthesize_task(versions, synthesis, artifacts_dir, task_runner, workers, dask_address)

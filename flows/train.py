@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from elm.train.stage import TrainConfig
+from elm.train.config import TrainConfig
 from tasks.train import train_task
 
 

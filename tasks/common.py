@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from elm.artifacts import Artifact, ArtifactStore
+from elm.artifacts import Artifact, ArtifactStore, open_store
 
 
 def store(artifacts_dir: str | None) -> ArtifactStore:
-    from elm.settings import artifacts_dir as default
-
-    return ArtifactStore(Path(artifacts_dir) if artifacts_dir else default())
+    return open_store(artifacts_dir)
 
 
 def retry_on(*exc_types: type[BaseException]):
@@ -52,15 +49,15 @@ def worker_name() -> str:
 
 
 def runner_mapper(task_fn, task_runner: str = "threads", workers: int = 1, dask_address: str | None = None):
-    """A stage's fan-out hook (elm.evaluate.stage.PartMapper, elm.synth.stage.ChunkMapper): maps ``task_fn`` over
-    the work items on the task runner these name (flows.task_runners); None, i.e. "run them in the stage's
+    """A stage's fan-out hook (elm.workparts.Mapper: evaluation parts, synthesis chunks): maps ``task_fn`` over
+    the work items on the task runner these name (tasks.runners); None, i.e. "run them in the stage's
     own loop", for one thread. The runner is built now, so a bad config fails before any work, and started
     only when there is work to map."""
     if task_runner == "threads" and workers == 1 and not dask_address:
         return None
     from prefect import get_run_logger, unmapped
 
-    from flows.task_runners import make_task_runner
+    from tasks.runners import make_task_runner
 
     runner = make_task_runner(task_runner, workers, dask_address)
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from elm.evaluate.stage import EvalConfig, PartMapper, evaluate, report, resolve_inputs, run_part
+from elm.evaluate.config import EVALUATE, EvalConfig
+from elm.evaluate.context import resolve_inputs
+from elm.evaluate.parts import PartMapper, run_part
+from elm.evaluate.stage import evaluate, report
 from tasks.common import publish_rows, runner_mapper, store, worker_name
 
 
@@ -25,10 +28,10 @@ def part_mapper(task_runner: str = "threads", workers: int = 1, dask_address: st
 def evaluate_task(versions: dict[str, str], cfg: EvalConfig, artifacts_dir: str | None = None,
                   task_runner: str = "threads", workers: int = 1, dask_address: str | None = None) -> str:
     """Scores the ELM of versions["train"] (and the artifacts it was made from); resumes an interrupted run.
-    The parts run on the task runner that task_runner/workers/dask_address describe (flows.task_runners)."""
+    The parts run on the task runner that task_runner/workers/dask_address describe (tasks.runners)."""
     mapper = part_mapper(task_runner, workers, dask_address)
     s = store(artifacts_dir)
-    pinned = {k: v for k, v in versions.items() if k in ("synthesize", "semantic", "behavioral", "ingest", "splits")}
+    pinned = {k: v for k, v in versions.items() if k in EVALUATE.inputs and k != "train"}
     art, hit = evaluate(resolve_inputs(s, versions["train"], pinned), cfg, s, map_parts=mapper)
     get_run_logger().info("%s\n%s", "cache hit" if hit else "evaluated", report(art))
     publish_rows(art, hit)

@@ -3,15 +3,14 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from elm.synth.stage import SynthesisConfig, report, run_chunk, synthesize
-from elm.synth.teachers.openai import TeacherResponseError, TeacherUnavailableError
+from elm.synth.stage import SYNTHESIZE, SynthesisConfig, report, run_chunk, synthesize
+from elm.synth.teachers.base import TransientTeacherError
 from tasks.common import publish_rows, retry_on, runner_mapper, store, worker_name
 
-STAGES = ("ingest", "splits", "semantic", "behavioral")
 
 
 @task(name="synthesize-chunk", task_run_name="synthesize-chunk-{item}", retries=2, retry_delay_seconds=30,
-      retry_condition_fn=retry_on(TeacherUnavailableError, TeacherResponseError))
+      retry_condition_fn=retry_on(TransientTeacherError))
 def synthesize_chunk_task(item: int, versions: dict[str, str], cfg: SynthesisConfig, store_root: str,
                           folder: str) -> str:
     """Chunk ``item`` of the plan, wherever the task runner puts it; returns its file."""
@@ -22,14 +21,14 @@ def synthesize_chunk_task(item: int, versions: dict[str, str], cfg: SynthesisCon
 
 # Retrying an unreachable endpoint is safe: finished chunks are kept, so a retry resumes where it stopped.
 @task(name="synthesize", retries=2, retry_delay_seconds=30,
-      retry_condition_fn=retry_on(TeacherUnavailableError, TeacherResponseError))
+      retry_condition_fn=retry_on(TransientTeacherError))
 def synthesize_task(versions: dict[str, str], cfg: SynthesisConfig, artifacts_dir: str | None = None,
                     task_runner: str = "threads", workers: int = 1, dask_address: str | None = None) -> str:
     """The chunks are generated here one after another, or as synthesize-chunk tasks on the task runner
-    that task_runner/workers/dask_address name (flows.task_runners)."""
+    that task_runner/workers/dask_address name (tasks.runners)."""
     mapper = runner_mapper(synthesize_chunk_task, task_runner, workers, dask_address)
     s = store(artifacts_dir)
-    arts = {k: s.resolve(k, versions[k]) for k in STAGES}
+    arts = {k: s.resolve(k, versions[k]) for k in SYNTHESIZE.inputs}
     art, hit = synthesize(arts, cfg, s, map_chunks=mapper)
     log = get_run_logger()
     log.info("%ssynthesize %s at %s", "cache hit: " if hit else "", art.version, art.path)

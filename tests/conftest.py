@@ -4,13 +4,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from elm.settings import apply_env_defaults
+
 # Before anything imports prefect/HF: a private Prefect home, offline hubs, quiet BLAS.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="elm-test-prefect-"))
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+apply_env_defaults(prefect=True)
 
 import pytest  # noqa: E402
 

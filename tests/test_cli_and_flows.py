@@ -3,8 +3,6 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-
 
 def _elm(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "elm.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
@@ -56,9 +54,9 @@ def test_cli_synthesize_prints_the_reference_table(small_embeddings):
 @pytest.mark.slow
 def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, tiny_lm_dir):
     """The `elm` flow on the session's store: it builds (or finds) every stage, then a re-run is all cache hits."""
-    from elm.evaluate.stage import EvalConfig
-    from elm.synth.stage import SynthesisConfig
-    from elm.train.stage import StageConfig, TrainConfig
+    from elm.evaluate.config import EvalConfig
+    from elm.synth.config import SynthesisConfig
+    from elm.train.config import StageConfig, TrainConfig
     from flows.pipeline import elm_flow
     from tests.test_embeddings import FAST
 
@@ -84,8 +82,3 @@ def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, 
     counts = {stage: len(store.versions(stage)) for stage in versions}
     assert elm_flow(**kw) == versions
     assert {stage: len(store.versions(stage)) for stage in versions} == counts
-
-
-def test_library_has_no_prefect_imports():
-    offenders = [p.name for p in (REPO / "elm").rglob("*.py") if "prefect" in p.read_text()]
-    assert offenders == []

@@ -9,9 +9,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from elm.evaluate import stage as ev
-from elm.evaluate.stage import EvalConfig, evaluate
-from flows.task_runners import make_task_runner
+from elm.evaluate.config import EvalConfig
+from elm.evaluate.parts import part_names
+from elm.evaluate.stage import evaluate
+from tasks.runners import make_task_runner
 from tests.test_evaluation import GEN_FILES, SMALL, world  # noqa: F401 - world is a fixture used here
 
 DASKED = EvalConfig(**{**SMALL.to_dict(), "seed": 3})
@@ -77,7 +78,7 @@ def test_parts_fan_out_to_dask_workers_and_give_the_in_process_artifact(prefect_
     _assert_same_tables(_tables(art), want)
     # every part ran once, as a task on a worker process of the cluster, and both workers took some
     worker_pids = client.run(os.getpid)
-    assert len(stream.data) == len(ev.part_names(DASKED, ["genre:Comedy"])) == 6
+    assert len(stream.data) == len(part_names(DASKED, ["genre:Comedy"])) == 6
     assert {t["worker"] for t in stream.data} == set(worker_pids) and os.getpid() not in worker_pids.values()
 
 
@@ -122,7 +123,8 @@ def test_synthesis_chunks_fan_out_to_dask_workers_and_give_the_in_process_artifa
                                                                                   dask_cluster):
     from distributed import get_task_stream
 
-    from elm.synth.stage import SynthesisConfig, synthesize
+    from elm.synth.config import SynthesisConfig
+    from elm.synth.stage import synthesize
     from flows.synthesize import synthesize_flow
 
     store, ingest_art, arts = small_embeddings

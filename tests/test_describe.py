@@ -19,8 +19,11 @@ from typer.testing import CliRunner
 
 from elm.artifacts import ArtifactStore
 from elm.cli import app
-from elm.serve.describe import Describer, DescribeError, load_vector_file, resolve_elm_folder
-from elm.model.elm import ELM, ELMConfig, ELMLoadError, SpaceSpec
+from elm.serve.describe import Describer
+from elm.serve.errors import DescribeError
+from elm.serve.loading import load_vector_file, resolve_elm_folder
+from elm.model.elm import ELM, ELMLoadError
+from elm.model.config import ELMConfig, SpaceSpec
 from elm.synth.catalog import EMB_TOKEN, UnknownTaskError
 
 SEM, BEH, USR = "semantic_movies", "behavioral_movies", "behavioral_users"

@@ -198,7 +198,7 @@ def test_copy_sources_exist_and_are_in_the_build_context(dockerfile):
             assert not is_ignored(src, patterns), f"{path.name}:{ins.line}: {src} is excluded by the .dockerignore"
             copied.append(Path(src).parts[0])
     # What the editable install and the code need at run time: the packages pyproject.toml lists, and
-    # configs/ (elm/train/stage.py reads configs/accelerate/ beside the package).
+    # configs/ (elm/train/config.py reads configs/accelerate/ beside the package).
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     packages = {p.rstrip("*") for p in find["include"]}
     for needed in packages | {"pyproject.toml", "constraints.txt", "README.md", "configs"}:

@@ -11,7 +11,8 @@ import torch
 from elm.model.adapter import AdapterConfig, build_adapter, embedding_rms
 from elm.model.base_lm import load_causal_lm
 from elm.model.batch import IGNORE_INDEX, ELMInputError, Example
-from elm.model.elm import ELM, ELMConfig, ELMLoadError, SpaceSpec
+from elm.model.elm import ELM, ELMLoadError
+from elm.model.config import ELMConfig, SpaceSpec
 from elm.synth.catalog import EMB_TOKEN, get_task, render_elm_prompt
 
 SEM, BEH, USR = "semantic_movies", "behavioral_movies", "behavioral_users"

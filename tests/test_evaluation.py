@@ -14,17 +14,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from elm.evaluate import stage as ev
+from elm.evaluate import parts
 from elm.artifacts import ArtifactStore
 from elm.evaluate.cav import CAVError
 from elm.cli import app
-from elm.model.elm import ELM, ELMConfig, SpaceSpec
-from elm.evaluate.stage import EvalConfig, EvaluationError, evaluate, resolve_inputs
+from elm.model.elm import ELM
+from elm.model.config import ELMConfig, SpaceSpec
+from elm.evaluate.config import EvalConfig, EvaluationError
+from elm.evaluate.context import load_context, resolve_inputs
+from elm.evaluate.experiments import generalisation_rows, score_by_task
+from elm.evaluate.scoring import GEN_COLUMNS, movie_targets, score_texts
+from elm.evaluate.stage import PARTS, evaluate
+from elm.evaluate.tables import aggregate_scores
 from elm.evaluate.interpolation import lerp, movie_pairs
 from elm.report.stage import build_report, headline_text
 from elm.metrics.semantic_consistency import normalised
 from elm.embed.splits import HELDOUT
-from elm.synth.stage import SynthesisConfig, synthesize
+from elm.synth.config import SynthesisConfig
+from elm.synth.stage import synthesize
 
 TASKS = ("summary", "similarities", "user_profile")
 SMALL = EvalConfig(heldout_per_task=2, train_per_task=1, tasks=TASKS, max_new_tokens=8, movie_pairs=1, user_pairs=1,
@@ -71,12 +78,12 @@ def evaluated(world):
 
 def test_a_text_identical_to_the_teachers_scores_the_truth_reference(world):
     store, arts = world
-    ctx = ev.load_context(arts, SMALL, store)
-    rows = ev.generalisation_rows(ctx, HELDOUT, TASKS)
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, TASKS)
     targets = rows["target"].tolist()
-    gens = pd.concat([ev.score_by_task(ctx, rows, targets, {"split": HELDOUT, "system": s, "prompt": "", "space": ""})
+    gens = pd.concat([score_by_task(ctx, rows, targets, {"split": HELDOUT, "system": s, "prompt": "", "space": ""})
                       for s in ("elm", "truth")])
-    scores = ev.aggregate_scores(gens)
+    scores = aggregate_scores(gens)
     assert set(scores["task"]) == set(TASKS)
     assert set(scores.loc[scores["task"] == "user_profile", "metric"]) == {"bc"}  # users have no semantic vector
     for r in scores.itertuples():
@@ -86,9 +93,9 @@ def test_a_text_identical_to_the_teachers_scores_the_truth_reference(world):
 
 def test_sc_is_the_cosine_with_the_movie_vector_and_pairs_use_the_mix(world):
     store, arts = world
-    ctx = ev.load_context(arts, SMALL, store)
-    rows = ev.generalisation_rows(ctx, HELDOUT, ["summary", "similarities"])
-    sc_vec, _ = ev.movie_targets(ctx, rows["entity_id"].tolist(), rows["partner_id"].tolist())
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, ["summary", "similarities"])
+    sc_vec, _ = movie_targets(ctx, rows["entity_id"].tolist(), rows["partner_id"].tolist())
     one = rows["partner_id"].isna().to_numpy()
     np.testing.assert_allclose(sc_vec[one], ctx.semantic.get(rows.loc[one, "entity_id"]))
     a, b = ctx.semantic.get(rows.loc[~one, "entity_id"]), ctx.semantic.get(rows.loc[~one, "partner_id"].astype(int))
@@ -97,21 +104,21 @@ def test_sc_is_the_cosine_with_the_movie_vector_and_pairs_use_the_mix(world):
     # encoding the movie's own semantic document gives the SC of the encoder against itself: ~1
     docs = pd.read_parquet(arts["semantic"].file("documents.parquet")).set_index("movieId")["document"]
     ids = rows.loc[one, "entity_id"].tolist()
-    s = ev.score_texts(ctx, docs[ids].tolist(), ctx.semantic.get(ids), None, seed=0)
+    s = score_texts(ctx, docs[ids].tolist(), ctx.semantic.get(ids), None, seed=0)
     assert s["sc"] == pytest.approx(np.ones(len(ids)), abs=1e-4)
 
 
 def test_bc_is_one_for_the_cf_ranking_and_low_for_a_random_one(world):
     store, arts = world
-    ctx = ev.load_context(arts, SMALL, store)
+    ctx = load_context(arts, SMALL, store)
     from elm.metrics.behavioral_consistency import ndcg_at_k, random_ranking_ndcg, user_relevance
 
     rel = user_relevance(ctx.users.get(ctx.users.ids[:5]), ctx.cand_factors)
     assert ndcg_at_k(rel, rel, SMALL.bc_k) == pytest.approx(np.ones(5))  # the CF model's own ranking
     assert (random_ranking_ndcg(rel, SMALL.bc_k, seed=0) < 0.5).all()
     # the teacher's profiles rank movies more like the CF model than a random ranking does
-    rows = ev.generalisation_rows(ctx, HELDOUT, ["user_profile"])
-    s = ev.score_texts(ctx, rows["target"].tolist(), None, user_relevance(ctx.users.get(rows["entity_id"]),
+    rows = generalisation_rows(ctx, HELDOUT, ["user_profile"])
+    s = score_texts(ctx, rows["target"].tolist(), None, user_relevance(ctx.users.get(rows["entity_id"]),
                                                                          ctx.cand_factors), seed=0)
     assert np.isnan(s["sc"]).all() and (s["bc"] > 0).all()
 
@@ -141,7 +148,7 @@ def test_evaluate_publishes_every_table_and_traces_numbers_to_texts(evaluated):
     assert {f["name"] for f in art.manifest["files"]} == GEN_FILES
     assert art.manifest["inputs"]["train"] == arts["train"].version
     gens = pd.read_parquet(art.file("generations.parquet"))
-    assert list(gens.columns) == ev.GEN_COLUMNS
+    assert list(gens.columns) == GEN_COLUMNS
     g = gens[gens["experiment"] == "generalisation"]
     held = g[g["split"] == HELDOUT]
     assert held.groupby(["task", "system"]).size().to_dict() == {
@@ -194,17 +201,17 @@ def test_evaluate_again_is_a_cache_hit_and_the_report_renders(evaluated):
 def test_an_interrupted_evaluation_resumes_with_the_parts_it_finished(world, monkeypatch):
     store, arts = world
     cfg = EvalConfig(**{**SMALL.to_dict(), "tasks": ("summary",), "seed": 1, "cav_attributes": (), "user_pairs": 0})
-    real_interp = ev.interpolation_movie_part
+    real_interp = parts.interpolation_movie_part
 
     def die(ctx):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(ev, "interpolation_movie_part", die)
+    monkeypatch.setattr(parts, "interpolation_movie_part", die)
     with pytest.raises(KeyboardInterrupt):
         evaluate(arts, cfg, store)
     assert not store.versions("evaluate") or all(a.manifest["config"]["seed"] != 1 for a in store.versions("evaluate"))
     work = next(p for p in (store.root / "evaluate").iterdir() if p.name.startswith(".work-"))
-    done = sorted(p.name for p in (work / ev.PARTS).iterdir())
+    done = sorted(p.name for p in (work / PARTS).iterdir())
     assert done == ["generalisation__baseline.parquet", "generalisation__heldout.parquet",
                     "generalisation__train.parquet"]
     calls = []
@@ -213,9 +220,9 @@ def test_an_interrupted_evaluation_resumes_with_the_parts_it_finished(world, mon
         calls.append(a)
         raise AssertionError("a finished part ran again")
 
-    monkeypatch.setattr(ev, "interpolation_movie_part", real_interp)
-    monkeypatch.setattr(ev, "generalisation_part", must_not_run)
-    monkeypatch.setattr(ev, "baseline_part", must_not_run)
+    monkeypatch.setattr(parts, "interpolation_movie_part", real_interp)
+    monkeypatch.setattr(parts, "generalisation_part", must_not_run)
+    monkeypatch.setattr(parts, "baseline_part", must_not_run)
     art, hit = evaluate(arts, cfg, store)
     assert not hit and not calls and not work.exists()
     gens = pd.read_parquet(art.file("generations.parquet"))
@@ -261,7 +268,7 @@ def test_no_heldout_examples_is_a_clear_error(world):
 
 def test_a_cav_attribute_with_too_few_positives_fails_before_generating(world, monkeypatch):
     store, arts = world
-    monkeypatch.setattr(ev, "generalisation_part", lambda *a: pytest.fail("generated before checking the CAVs"))
+    monkeypatch.setattr(parts, "generalisation_part", lambda *a: pytest.fail("generated before checking the CAVs"))
     cfg = EvalConfig(**{**SMALL.to_dict(), "cav_attributes": ("tag:funny",), "cav_min_positives": 50})
     with pytest.raises(CAVError, match=r"tag:funny.*positive"):
         evaluate(arts, cfg, store)
@@ -280,7 +287,7 @@ def test_eval_config_round_trips_and_rejects_unknown_fields(tmp_path):
     p = tmp_path / "eval.json"
     p.write_text(pd.Series(SMALL.to_dict()).to_json())
     assert EvalConfig.load(p) == SMALL
-    with pytest.raises(ValueError, match="unknown EvalConfig field"):
+    with pytest.raises(ValueError, match="EvalConfig: unknown field"):
         EvalConfig.from_dict({"heldout": 3})
 
 

@@ -12,17 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from elm.artifacts import ArtifactStore
-from elm.report.stage import (
-    REPORT_FILES,
-    ReportError,
-    build_report,
-    headline_text,
-    markdown_to_html,
-    report_markdown,
-    report_tables,
-    clip,
-    simple_markdown,
-)
+from elm.report.files import REPORT_FILES
+from elm.report.html import markdown_to_html, simple_markdown
+from elm.report.page import clip
+from elm.report.queries import ReportError
+from elm.report.stage import build_report, headline_text, report_markdown, report_tables
 
 MOVIE_TASKS = ["summary", "genres_and_mood", "similar_movies"]
 HELDOUT = {1: "Toy Story (1995)", 2: "Jumanji (1995)", 3: "Heat (1995)", 4: "Casino (1995)"}

@@ -11,8 +11,10 @@ import pytest
 from elm import vectors as vec
 from elm.artifacts import ArtifactStore
 from elm.synth.facts import movie_facts
-from elm.synth.stage import (SynthesisConfig, SynthesisError, eligible_movies, plan_items, reference_sc, report,
-                           synthesize)
+from elm.synth.config import SynthesisConfig, SynthesisError
+from elm.synth.plan import eligible_movies, plan_items
+from elm.synth.reference import reference_sc
+from elm.synth.stage import report, synthesize
 from elm.synth.catalog import MOVIE_TASKS, UnknownTaskError, get_task
 from elm.synth.teachers.openai import OpenAITeacherConfig, TeacherUnavailableError
 from elm.synth.teachers.template import TemplateTeacher
@@ -237,3 +239,27 @@ def test_failing_endpoint_keeps_finished_chunks_and_resumes(inputs, tmp_path):
         server.respond = _answer_by_task  # the endpoint is back
         art, _ = synthesize(inputs, cfg, store)
         assert len(server.requests) - before == art.summary["rows"] - 8  # the 2 finished chunks are not re-asked
+
+
+# ---- the teacher registry ----------------------------------------------------------------------------
+
+def test_a_teacher_backend_is_one_registry_entry(inputs, tmp_path, monkeypatch):
+    """A backend registered in elm/synth/teachers/__init__.py is a valid teacher name, is built through its
+    factory and stamps every row with its id: nothing else in the stage needs to know it."""
+    from dataclasses import replace
+
+    from elm.synth import teachers
+
+    class Echo:  # a ChatTeacher: answers from the facts line of each prompt
+        id, settings = "echo", {}
+
+        def complete(self, prompts, max_new_tokens, seed=0):
+            return [_answer_by_task({"messages": [{"content": p}]}) for p in prompts]
+
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        replace(TINY, teacher="echo")
+    monkeypatch.setitem(teachers.BACKENDS, "echo", teachers.Backend("echo", lambda s, store: Echo(), lambda s: "echo:v1"))
+    art, _ = synthesize(inputs, replace(TINY, teacher="echo"), ArtifactStore(tmp_path))
+    ex = _read(art)
+    assert len(ex) > 0 and set(ex["teacher"]) == {"echo:v1"} and art.summary["teacher"] == "echo:v1"
+    assert ex["target"].str.startswith("This film is described as follows.").all()

@@ -18,9 +18,13 @@ from safetensors.torch import load_file
 from elm import vectors as vec
 from elm.artifacts import ArtifactStore
 from elm.model.elm import ELM
-from elm.synth.stage import SynthesisConfig, synthesize
-from elm.train.stage import (CHECKPOINTS, KILL_ENV, CheckpointError, StageConfig, TrainConfig, TrainingError,
-                          batch_indices, fit, list_checkpoints, load_data, read_checkpoint, row_vectors, train)
+from elm.synth.config import SynthesisConfig
+from elm.synth.stage import synthesize
+from elm.train.checkpoints import list_checkpoints, read_checkpoint
+from elm.train.config import CheckpointError, StageConfig, TrainConfig, TrainingError
+from elm.train.data import batch_indices, load_data, row_vectors
+from elm.train.loop import CHECKPOINTS, KILL_ENV, fit
+from elm.train.stage import train
 
 SMALL = SynthesisConfig(teacher="template", train_movies=10, heldout_movies=2, train_users=3, heldout_users=1,
                         tasks_per_movie=2, chunk_size=64)
@@ -112,16 +116,15 @@ def test_rows_fill_slots_in_order_and_rows_without_vectors_are_dropped():
 
 def test_load_data_uses_train_rows_and_a_fixed_heldout_subset(synth, tiny_lm_dir):
     cfg = tiny_config(tiny_lm_dir, eval_examples=5)
-    data = load_data(cfg, synth["synthesize"], synth["semantic"], synth["behavioral"])
+    data = load_data(cfg, synth)
     ex = pd.read_parquet(synth["synthesize"].file("examples.parquet"))
     assert len(data.train) == (ex.split == "train").sum() and len(data.val) == 5
     heldout_targets = set(ex[ex.split == "heldout"].target)
     assert all(e.target in heldout_targets for e in data.val)
-    assert [e.target for e in data.val] == [e.target for e in load_data(cfg, synth["synthesize"], synth["semantic"],
-                                                                          synth["behavioral"]).val]
+    assert [e.target for e in data.val] == [e.target for e in load_data(cfg, synth).val]
     assert [s.name for s in data.spaces] == ["semantic_movies", "behavioral_users"]
     assert data.spaces[0].source == f"semantic/{synth['semantic'].version}"
-    beh = load_data(replace(cfg, movie_space="behavioral"), synth["synthesize"], synth["semantic"], synth["behavioral"])
+    beh = load_data(replace(cfg, movie_space="behavioral"), synth)
     assert beh.spaces[0].name == "behavioral_movies" and beh.counts["dropped"] == {"train": 0, "heldout": 0}
 
 
@@ -131,7 +134,7 @@ def test_load_data_uses_train_rows_and_a_fixed_heldout_subset(synth, tiny_lm_dir
 def stage1_only(synth, tiny_lm_dir, tmp_path_factory):
     cfg = tiny_config(tiny_lm_dir, stage2=StageConfig(steps=0, lr=1e-3))
     work = tmp_path_factory.mktemp("stage1-only")
-    data = load_data(cfg, synth["synthesize"], synth["semantic"], synth["behavioral"])
+    data = load_data(cfg, synth)
     return cfg, data, work, fit(cfg, data, work)
 
 
@@ -207,7 +210,7 @@ def test_trained_artifact_layout_and_what_stage2_changes(trained, tiny_lm_dir, s
     movie = [k for k in after1 if k.startswith("adapters.semantic_movies.")]
     assert movie and all(not torch.equal(after1[k], final[k]) for k in movie), "and keeps training the adapter"
     elm = ELM.load(art.path / "elm")
-    assert elm.config.spaces[0].name == "semantic_movies" and not elm.train.stage
+    assert elm.config.spaces[0].name == "semantic_movies" and not elm.training
 
     again, hit = train(synth, cfg, store)
     assert hit and again.path == art.path
@@ -251,7 +254,7 @@ def test_real_smollm2_trains_a_few_steps_and_loads_back(synth, smollm_dir, model
     cfg = TrainConfig(base_model=str(smollm_dir), max_length=64, eval_every=0, eval_examples=4, checkpoint_every=0,
                       stage1=StageConfig(steps=2, lr=3e-3, batch_size=2),
                       stage2=StageConfig(steps=2, lr=1e-4, batch_size=2, lora=True, lora_r=4))
-    data = load_data(cfg, synth["synthesize"], synth["semantic"], synth["behavioral"])
+    data = load_data(cfg, synth)
     summary = fit(cfg, data, tmp_path, store=model_store)
     assert all(math.isfinite(v) for v in summary["val_loss"].values())
     elm = ELM.load(tmp_path / "elm")

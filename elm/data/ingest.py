@@ -8,15 +8,23 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+import pandas as pd
+
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
 from elm.data.sources import DATASETS, get_spec, resolve_source
 from elm.data.tables import convert
 from elm.data.validation import validate_tables
+from elm.lineage import StageSpec, read_tables
 
 log = logging.getLogger(__name__)
 
-STAGE = "ingest"
-CODE_VERSION = "1"  # bump when the tables this stage writes change
+GENOME = ("genome_scores", "genome_tags")
+"""The tag genome: in ml-25m (and ml-20m), not in the small releases."""
+
+INGEST = StageSpec("ingest", inputs=(), code_version="1",
+                   files=("ratings.parquet", "movies.parquet", "tags.parquet", "links.parquet",
+                          "genome_scores.parquet", "genome_tags.parquet"))
+"""Its inputs are the release's files, by checksum (no other artifact)."""
 
 
 @dataclass(frozen=True)
@@ -56,4 +64,10 @@ def ingest(config: IngestConfig, store: ArtifactStore, data_dir: Path = Path("da
         )
 
     inputs = {f"{config.dataset}/{name}": sha for name, sha in sorted(src.checksums.items())}
-    return store.produce(STAGE, inputs=inputs, config=config.version_config(), code_version=CODE_VERSION, build=build)
+    return store.produce(INGEST.name, inputs=inputs, config=config.version_config(), code_version=INGEST.code_version,
+                         build=build)
+
+
+def read_ingest_tables(art: Artifact, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Tables of an ingest artifact, checked against its manifest first; the genome tables may be absent."""
+    return read_tables(art, names, optional=GENOME)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Folder of dataset folders (``$ELM_MOVIELENS_DIR/ml-100k/u.data``), e.g. a shared offline mirror.
 MIRROR_ENV = "ELM_MOVIELENS_DIR"
-EMBEDDED_DIR = Path(__file__).parent / "resources"
+EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "resources"  # elm/resources
 
 
 class SourceError(RuntimeError):

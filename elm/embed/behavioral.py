@@ -31,17 +31,15 @@ The factor dot product x_u . y_i is the model's predicted preference, what later
 
 from __future__ import annotations
 
-import os
+import logging
+from dataclasses import dataclass
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (see _fit_matrix)
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
-import logging  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+from elm.vectors import top_k, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +110,9 @@ class BehavioralModel:
     def similar_movies(self, movie_id: int, n: int = 5) -> list[tuple[int, float]]:
         """The n movies whose factors are closest in cosine, best first, without movie_id itself."""
         i = self._row(self.movie_ids, movie_id, "movie")
-        unit = self.movie_factors / np.maximum(np.linalg.norm(self.movie_factors, axis=1, keepdims=True), 1e-12)
-        sims = unit @ unit[i]
-        sims[i] = -np.inf
-        top = np.argsort(-sims, kind="stable")[: max(0, min(n, len(sims) - 1))]
-        return [(int(self.movie_ids[j]), float(sims[j])) for j in top]
+        unit = unit_rows(self.movie_factors)
+        rows, sims = top_k(unit, unit[i], n, [i])
+        return [(int(self.movie_ids[j]), float(s)) for j, s in zip(rows, sims)]
 
 
 def _check(ratings: pd.DataFrame) -> None:

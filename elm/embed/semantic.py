@@ -11,12 +11,6 @@ keeps tests and flows fast.
 
 from __future__ import annotations
 
-import os
-
-# Before sentence_transformers is imported: a hub-name load would otherwise retry the network for a minute.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 import logging
 import threading
 import time
@@ -27,6 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+from elm.vectors import unit_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -94,7 +90,7 @@ def encode(texts: list[str], encoder: SentenceTransformer, batch_size: int = 64,
                                       show_progress_bar=False, convert_to_numpy=True)
             bar.update(len(idx))
     elapsed = time.perf_counter() - t0
-    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    out = unit_rows(out)
     # a scorer encodes a few texts at a time, many times: only big jobs are news
     log.log(logging.INFO if len(texts) >= 256 else logging.DEBUG, "encoded %d texts in %.1f s (%.0f sentences/s, batch %d)", len(texts), elapsed,
              len(texts) / max(elapsed, 1e-9), batch_size)

@@ -23,18 +23,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from elm import vectors as vec
-from elm.artifacts import Artifact, ArtifactError, ArtifactStore, WorkDir, sha256_file
+from elm.artifacts import Artifact, ArtifactStore, WorkDir, sha256_file
+from elm.data.ingest import read_ingest_tables
+from elm.lineage import StageSpec, publish
 from elm.embed.behavioral import WALSConfig, evaluate_cf, fit_wals
 from elm.embed.semantic import DEFAULT_ENCODER, encode, load_encoder, load_extra_text, movie_documents
 from elm.embed.splits import split_table
 
 log = logging.getLogger(__name__)
 
-CODE_VERSION = {"splits": "1", "behavioral": "1", "semantic": "1"}
+SPLITS = StageSpec("splits", inputs=("ingest",), files=("movies.parquet", "users.parquet"), code_version="1")
+BEHAVIORAL = StageSpec("behavioral", inputs=("ingest",), code_version="1",
+                       files=("movies.parquet", "users.parquet", "cf_metrics.parquet", "neighbours.parquet"))
+SEMANTIC = StageSpec("semantic", inputs=("ingest",), code_version="1",
+                     files=("movies.parquet", "documents.parquet", "neighbours.parquet"))
 WELL_KNOWN = ("Toy Story", "Forrest Gump", "The Matrix")
 
 
@@ -87,23 +91,6 @@ class EmbeddingsConfig:
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
 
 
-def read_tables(art: Artifact, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """Tables of an ingest artifact, checked against the manifest's sha256 first (catches corruption)."""
-    out = {}
-    for name in names:
-        path = art.path / f"{name}.parquet"
-        if not path.exists():
-            if name.startswith("genome"):
-                continue
-            raise ArtifactError(f"{art.stage}/{art.version} has no table {name!r} ({path})")
-        art.verify({path.name})
-        try:
-            out[name] = pq.read_table(path).to_pandas()
-        except (OSError, pa.ArrowException) as e:
-            raise ArtifactError(f"{path}: unreadable Parquet in input artifact {art.stage}/{art.version}: {e}") from e
-    return out
-
-
 def well_known_movies(movies: pd.DataFrame, ratings: pd.DataFrame | None = None, n: int = 3) -> list[int]:
     """Toy Story, Forrest Gump, The Matrix where present; otherwise the most-rated movies."""
     ids = []
@@ -137,20 +124,19 @@ def neighbours_table(vectors: vec.Vectors, movies: pd.DataFrame, query_ids: list
 
 def build_splits(ingest_art: Artifact, cfg: SplitConfig, store: ArtifactStore) -> tuple[Artifact, bool]:
     def build(work: WorkDir) -> None:
-        t = read_tables(ingest_art, ("movies", "ratings"))
+        t = read_ingest_tables(ingest_art, ("movies", "ratings"))
         movies = split_table(t["movies"]["movieId"], "movieId", cfg.heldout_movies, cfg.seed, salt=1)
         users = split_table(t["ratings"]["userId"], "userId", cfg.heldout_users, cfg.seed, salt=2)
         movies.to_parquet(work.path / "movies.parquet", index=False)
         users.to_parquet(work.path / "users.parquet", index=False)
         work.summary.update(movies=movies["split"].value_counts().to_dict(), users=users["split"].value_counts().to_dict())
 
-    return store.produce("splits", inputs={"ingest": ingest_art.version}, config=asdict(cfg),
-                         code_version=CODE_VERSION["splits"], build=build)
+    return publish(store, SPLITS, {"ingest": ingest_art}, asdict(cfg), build)
 
 
 def build_behavioral(ingest_art: Artifact, cfg: WALSConfig, store: ArtifactStore) -> tuple[Artifact, bool]:
     def build(work: WorkDir) -> None:
-        t = read_tables(ingest_art, ("ratings", "movies"))
+        t = read_ingest_tables(ingest_art, ("ratings", "movies"))
         ratings, movies = t["ratings"], t["movies"]
         if ratings.empty:
             raise ValueError(f"ingest/{ingest_art.version}: the ratings table is empty; cannot fit WALS")
@@ -175,13 +161,12 @@ def build_behavioral(ingest_art: Artifact, cfg: WALSConfig, store: ArtifactStore
         work.summary.update(cf=metrics, fit_and_eval_seconds=round(seconds, 2), dim=cfg.factors,
                             movies=len(mv.ids), users=len(uv.ids), movies_without_ratings=unrated)
 
-    return store.produce("behavioral", inputs={"ingest": ingest_art.version}, config=asdict(cfg),
-                         code_version=CODE_VERSION["behavioral"], build=build)
+    return publish(store, BEHAVIORAL, {"ingest": ingest_art}, asdict(cfg), build)
 
 
 def build_semantic(ingest_art: Artifact, cfg: SemanticConfig, store: ArtifactStore) -> tuple[Artifact, bool]:
     def build(work: WorkDir) -> None:
-        t = read_tables(ingest_art, ("movies", "tags", "ratings", "genome_scores", "genome_tags"))
+        t = read_ingest_tables(ingest_art, ("movies", "tags", "ratings", "genome_scores", "genome_tags"))
         extra = load_extra_text(cfg.extra_text) if cfg.extra_text else None
         docs = movie_documents(t["movies"], t.get("tags"), t.get("genome_scores"), t.get("genome_tags"),
                                extra_text=extra, max_tags=cfg.max_tags, genome_top=cfg.genome_top)
@@ -198,8 +183,7 @@ def build_semantic(ingest_art: Artifact, cfg: SemanticConfig, store: ArtifactSto
         work.summary.update(encoder=cfg.encoder, dim=mv.dim, movies=len(mv.ids),
                             encode_seconds=round(seconds, 2), sentences_per_s=round(len(docs) / max(seconds, 1e-9), 1))
 
-    return store.produce("semantic", inputs={"ingest": ingest_art.version}, config=cfg.version_config(),
-                         code_version=CODE_VERSION["semantic"], build=build)
+    return publish(store, SEMANTIC, {"ingest": ingest_art}, cfg.version_config(), build)
 
 
 def run_embeddings(ingest_art: Artifact, cfg: EmbeddingsConfig, store: ArtifactStore) -> dict[str, tuple[Artifact, bool]]:

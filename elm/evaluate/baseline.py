@@ -1,4 +1,4 @@
-"""The text-only baseline (PAPER.md, "Experiments"): the base LLM reads titles where the ELM reads vectors.
+"""The text-only baseline (docs/METHOD.md, "Experiments"): the base LLM reads titles where the ELM reads vectors.
 
 The same task prompt the ELM gets, with each ``<emb>`` replaced by the movie's title, after one worked
 example (a training movie's title and its teacher target for that task), in one user message. For an

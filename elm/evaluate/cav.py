@@ -1,4 +1,4 @@
-"""Concept activation vectors (CAVs), PAPER.md "Experiments": a soft attribute as a direction in an embedding space.
+"""Concept activation vectors (CAVs), docs/METHOD.md "Experiments": a soft attribute as a direction in an embedding space.
 
 A soft attribute is ``genre:<name>`` or ``tag:<name>`` ("genre:Comedy", "tag:funny"). Labels:
 

@@ -1,4 +1,4 @@
-"""Interpolation between two entities (PAPER.md, "Experiments"): w = (1 - a) w_A + a w_B, a in [0, 1].
+"""Interpolation between two entities (docs/METHOD.md, "Experiments"): w = (1 - a) w_A + a w_B, a in [0, 1].
 
 At a = 0 and a = 1 the mixed vector is exactly the entity's own vector, so the ends of an interpolation
 curve are the ELM describing real movies (or users); in between it describes movies nobody made.

@@ -1,4 +1,4 @@
-"""Behavioral consistency (BC), PAPER.md "Metrics": does a text rank movies the way the CF model does?
+"""Behavioral consistency (BC), docs/METHOD.md "Metrics": does a text rank movies the way the CF model does?
 
     scores_j    = cos(encoder(text), s_j)                  s_j: semantic embedding of candidate movie j
     BC(text)    = NDCG@k(ranking by scores, relevance)
@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from elm.vectors import unit_rows
+
 # The cut-off used throughout the experiments: a reader judges a profile by its top picks, and 20 leaves
 # room for a profile that names several tastes.
 DEFAULT_K = 20
 
 
 def _unit64(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)
+    return unit_rows(m, np.float64)  # float64: NDCG ties must not depend on rounding
 
 
 def _matrix(a, what: str) -> np.ndarray:

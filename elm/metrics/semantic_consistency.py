@@ -1,4 +1,4 @@
-"""Semantic consistency (SC), PAPER.md "Metrics": how well a text matches a semantic vector.
+"""Semantic consistency (SC), docs/METHOD.md "Metrics": how well a text matches a semantic vector.
 
     SC(text, w) = cos(encoder(text), w)
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from elm.embed.semantic import encode, load_encoder
+from elm.embed.semantic import DEFAULT_ENCODER, encode, load_encoder
+from elm.vectors import unit_rows
 
 
 def unit(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float32)
-    return m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)
+    """Unit rows in float32, the precision every SC is computed in."""
+    return unit_rows(m, np.float32)
 
 
 def mix(a: np.ndarray, b: np.ndarray, weight: float | np.ndarray = 0.5) -> np.ndarray:
@@ -29,7 +30,7 @@ def mix(a: np.ndarray, b: np.ndarray, weight: float | np.ndarray = 0.5) -> np.nd
     return unit((1 - w) * unit(a) + w * unit(b))
 
 
-def encode_texts(texts: list[str], encoder: str | object = "all-MiniLM-L6-v2", batch_size: int = 64) -> np.ndarray:
+def encode_texts(texts: list[str], encoder: str | object = DEFAULT_ENCODER, batch_size: int = 64) -> np.ndarray:
     """Unit-norm encodings of texts [n, dim]; encode once, then score against as many vectors as needed."""
     model = load_encoder(encoder) if isinstance(encoder, str) else encoder
     if not len(texts):
@@ -48,7 +49,7 @@ def cosine_rows(encoded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", unit(encoded), unit(vectors)).astype(np.float32)
 
 
-def semantic_consistency(texts: list[str], vectors: np.ndarray, encoder: str | object = "all-MiniLM-L6-v2",
+def semantic_consistency(texts: list[str], vectors: np.ndarray, encoder: str | object = DEFAULT_ENCODER,
                          batch_size: int = 64) -> np.ndarray:
     """SC of each text against the vector in the same row: float32 [n]."""
     vectors = np.asarray(vectors, dtype=np.float32)

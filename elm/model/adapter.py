@@ -6,7 +6,7 @@
 
 An MLP (``depth`` Linear layers, ``activation`` between them) after an input normalisation. The last
 layer emits ``soft_tokens * out_dim`` numbers, reshaped so that each vector fills several LLM input
-positions: a 135M LLM reads four positions of a movie far more easily than one (ARCHITECTURE.md).
+positions: a 135M LLM reads four positions of a movie far more easily than one (docs/METHOD.md, "Idea").
 
 Scale matters at initialisation: the LLM has only ever seen inputs at its own embedding scale, and an
 adapter whose outputs start 10x too big or small spends most of stage 1 just rescaling. So
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from elm.configs import known_fields
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 INPUT_NORMS = ("layernorm", "l2", "none")
@@ -93,10 +95,7 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AdapterConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"AdapterConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return cls(**known_fields(cls, d))
 
 
 class Adapter(nn.Module):

@@ -20,9 +20,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -98,10 +95,9 @@ def resolve_model_path(name: str, store: ArtifactStore | None = None) -> str:
     """A loadable path or hub id for a model name; the packaged default is converted into ``store`` once."""
     if name in _PACKAGED:
         if store is None:
-            from elm.artifacts import ArtifactStore
-            from elm.settings import artifacts_dir
+            from elm.artifacts import open_store
 
-            store = ArtifactStore(artifacts_dir())
+            store = open_store()
         return str(packaged_model(store)[0].path)
     path = Path(name).expanduser()
     if path.exists():

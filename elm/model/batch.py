@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from elm.synth.catalog import EMB_TOKEN
+from elm.model.slots import EMB_TOKEN
+
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from elm.model.elm import ELMConfig
+    from elm.model.config import ELMConfig
 
 IGNORE_INDEX = -100
 PADDING_SIDES = ("right", "left")

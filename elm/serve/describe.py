@@ -20,36 +20,33 @@ Explicit ``tables=`` override that (for vectors that live outside a store).
 How inputs fill a prompt: a catalog task's prompt has one slot per ``task.slots`` entry; a free-form prompt
 one per ``<emb>``. Inputs are taken in the order movie ids, user ids, raw vectors, and cut into groups of
 as many as the prompt has slots: one answer per group. Far outside the data the text is unreliable
-(PAPER.md, "Known weaknesses"): every answer carries its inputs' nearest real entity and cosine so that
+(docs/METHOD.md, "Known weaknesses"): every answer carries its inputs' nearest real entity and cosine so that
 interpolations, CAV moves and random vectors are visibly out of distribution.
 
 Generation is greedy by default with a repetition penalty and a ban on repeated 4-grams: small models loop
-without them (ARCHITECTURE.md). Batches go through ``ELM.generate`` (KV cache, left padding).
+without them (docs/METHOD.md, "Known weaknesses"). Batches go through ``ELM.generate`` (KV cache, left padding).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from elm import vectors as vec
-from elm.artifacts import ArtifactError, ArtifactStore
-from elm.model.elm import ADAPTERS_FILE, CONFIG_FILE, ELM, ELMLoadError, SpaceSpec
+from elm.artifacts import ArtifactError, ArtifactStore, open_store
+from elm.model.elm import ELM
+from elm.model.config import SpaceSpec
+from elm.serve.answers import Answer, SlotReport
+from elm.serve.errors import DescribeError
+from elm.serve.loading import TRAIN_STAGE, _movie_titles, load_elm, resolve_elm_folder
+from elm.serve.spaces import SpaceTable
 from elm.synth.catalog import EMB_TOKEN, Task, get_task, render_elm_prompt
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-TRAIN_STAGE = "train"
-TRAIN_ELM_DIR = "elm"
-"""Where a train artifact keeps its final ELM (``stage1/`` holds the adapters-only one)."""
 TABLE_FILES = {"movie": "movies.parquet", "user": "users.parquet"}
 """The vector table of a space, by kind, inside its source artifact (semantic/ or behavioral/)."""
 
@@ -58,235 +55,7 @@ DEFAULT_NO_REPEAT_NGRAM_SIZE = 4
 """4, not 3: "of the movie" may recur in a good review; a 4-gram loop is already a loop."""
 FREE_PROMPT_MAX_NEW_TOKENS = 128
 """max_new_tokens of a free-form prompt (a task uses its own max_target_tokens)."""
-
-REFERENCE_QUANTILE = 0.05
-"""A vector is ``outside`` the data when its nearest real entity is further than this share of real
-entities' own nearest neighbours (the 5th percentile of their nearest-neighbour cosine)."""
-REFERENCE_SAMPLE = 2000
-REFERENCE_SEED = 0
 _SOURCE = re.compile(r"^([a-z][a-z0-9_]*)/([^/\s]+)$")
-
-
-class DescribeError(ValueError):
-    """Input the Describer cannot use; the message says what and where (slot, space, table, file)."""
-
-
-# -----------------------------------------------------------------------------
-# results
-
-
-@dataclass(frozen=True)
-class SlotReport:
-    """What filled one slot of a prompt, and how far it is from the real entities of its space."""
-
-    space: str
-    """The embedding space (SpaceSpec.name) the vector was read as."""
-    entity_id: int | None
-    """The movie/user id it was looked up by; None for a raw vector."""
-    nearest_id: int | None
-    """The real entity with the most similar vector (None when the space has no table to search)."""
-    nearest_title: str | None
-    """That entity's title when known (movies), else None."""
-    nearest_cosine: float | None
-    """Cosine similarity to it: ~1.0 for an entity's own vector, low far from the data."""
-    reference_cosine: float | None = None
-    """The 5th percentile of real entities' cosine to their own nearest neighbour in this space."""
-    label: str = ""
-    """The input, for display: "movieId 1", "vectors[0]"."""
-    id_name: str | None = None
-    """The id column of the space's table ("movieId", "userId")."""
-
-    @property
-    def outside(self) -> bool | None:
-        """True when the vector is further from the data than 95% of real entities are from each other."""
-        if self.nearest_cosine is None or self.reference_cosine is None:
-            return None
-        return self.nearest_cosine < self.reference_cosine
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"outside": self.outside}
-
-    def describe(self) -> str:
-        """One line: "semantic_movies  movieId 1: nearest Toy Story (1995) (movieId 1), cosine 1.000"."""
-        head = f"{self.space}  {self.label}"
-        if self.nearest_id is None:
-            return f"{head}: no vector table to compare with"
-        name = f"{self.nearest_title} ({self.id_name} {self.nearest_id})" if self.nearest_title \
-            else f"{self.id_name} {self.nearest_id}"
-        line = f"{head}: nearest {name}, cosine {self.nearest_cosine:.3f}"
-        if self.outside:
-            noun = {"movieId": "movies", "userId": "users"}.get(self.id_name or "", "entities")
-            line += (f"  << far from the data: 95% of real {noun} have a neighbour at cosine >= "
-                     f"{self.reference_cosine:.3f}")
-        return line
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The ELM's text for one prompt, with a report on every vector that went into it."""
-
-    text: str
-    slots: list[SlotReport]
-    prompt: str
-    """The ELM prompt, with one EMB_TOKEN per slot."""
-    task: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"task": self.task, "prompt": self.prompt, "text": self.text,
-                "slots": [s.to_dict() for s in self.slots]}
-
-    def format(self) -> str:
-        """Human-readable: a header, the text indented, one distance line per slot."""
-        head = f"[{self.task or 'prompt'}] " + ", ".join(s.label for s in self.slots)
-        body = "  " + (self.text or "(empty answer)").replace("\n", "\n  ")
-        return "\n".join([head, body, *("  - " + s.describe() for s in self.slots)])
-
-
-# -----------------------------------------------------------------------------
-# a space's vector table
-
-
-class SpaceTable:
-    """One space's real vectors (and movie titles): id lookup and cosine nearest neighbours."""
-
-    def __init__(self, space: SpaceSpec, vectors: vec.Vectors, where: str,
-                 titles: Mapping[int, str] | None = None):
-        if vectors.dim != space.dim:
-            raise DescribeError(f"space {space.name!r}: the vector table {where} has dimension {vectors.dim}, "
-                                f"the ELM reads {space.dim}")
-        order = np.argsort(vectors.ids, kind="stable")  # Vectors.index needs sorted ids
-        self.vectors = vec.Vectors(vectors.id_name, np.asarray(vectors.ids, dtype=np.int64)[order],
-                                   np.asarray(vectors.matrix, dtype=np.float32)[order])
-        vec.validate(self.vectors, what=where, expected_dim=space.dim)
-        self.space, self.where, self.titles = space, where, dict(titles or {})
-        self.unit = _unit(self.vectors.matrix)
-        self._reference: float | None = None
-
-    @property
-    def id_name(self) -> str:
-        return self.vectors.id_name
-
-    def lookup(self, ids: Sequence[int]) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        known = np.isin(ids, self.vectors.ids)
-        if not known.all():
-            raise DescribeError(f"{self.id_name} {ids[~known].tolist()[:10]} not in space {self.space.name!r} "
-                                f"(table {self.where}, {len(self.vectors.ids)} {self.id_name}s)")
-        return self.vectors.get(ids)
-
-    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, cosines) of each query's nearest real entity."""
-        sims = _unit(queries) @ self.unit.T
-        best = sims.argmax(axis=1)
-        return self.vectors.ids[best], sims[np.arange(len(best)), best]
-
-    def reference_cosine(self) -> float:
-        """5th percentile of real entities' cosine to their nearest other entity (a seeded sample of them)."""
-        if self._reference is None:
-            n = len(self.unit)
-            if n < 2:
-                self._reference = -1.0
-            else:
-                rng = np.random.default_rng(REFERENCE_SEED)
-                rows = np.sort(rng.choice(n, size=min(n, REFERENCE_SAMPLE), replace=False))
-                best = []
-                for start in range(0, len(rows), 512):
-                    chunk = rows[start:start + 512]
-                    sims = self.unit[chunk] @ self.unit.T
-                    sims[np.arange(len(chunk)), chunk] = -np.inf  # not itself
-                    best.append(sims.max(axis=1))
-                self._reference = float(np.quantile(np.concatenate(best), REFERENCE_QUANTILE))
-        return self._reference
-
-
-def _unit(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float32)
-    return m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)
-
-
-# -----------------------------------------------------------------------------
-# loading
-
-
-def resolve_elm_folder(model: str | os.PathLike | None, store: ArtifactStore) -> Path:
-    """The saved ELM folder meant by ``model``: a folder (an ELM, or a train artifact holding elm/),
-    "train=VERSION" or a bare train version (prefix), or None for the latest train artifact."""
-    if model is None or (isinstance(model, str) and model.startswith(f"{TRAIN_STAGE}=")):
-        version = None if model is None else model.split("=", 1)[1]
-        try:
-            art = store.resolve(TRAIN_STAGE, version)
-        except ArtifactError as e:
-            raise ELMLoadError(f"{e} (or pass the folder of a saved ELM)") from None
-        return art.path / TRAIN_ELM_DIR
-    path = Path(model)
-    if path.exists():
-        if not (path / CONFIG_FILE).exists() and (path / TRAIN_ELM_DIR / CONFIG_FILE).exists():
-            return path / TRAIN_ELM_DIR  # the train artifact's own folder
-        return path
-    name = str(model)
-    if os.sep not in name and not name.startswith("."):  # not a path: maybe a train version
-        art = store.get(TRAIN_STAGE, name) or next(
-            (a for a in store.versions(TRAIN_STAGE) if a.version.startswith(name)), None)
-        if art is not None:
-            return art.path / TRAIN_ELM_DIR
-        raise ELMLoadError(f"no saved ELM folder {path} and no {TRAIN_STAGE!r} artifact version matching "
-                           f"{name!r} in {store.root}")
-    raise ELMLoadError(f"no saved ELM at {path} (no such folder)")
-
-
-def load_elm(folder: Path, store: ArtifactStore) -> ELM:
-    """ELM.load with every failure as an ELMLoadError naming the folder."""
-    if folder.is_dir() and not (folder / CONFIG_FILE).exists() and not (folder / ADAPTERS_FILE).exists():
-        raise ELMLoadError(f"{folder} is not a saved ELM: it has no {CONFIG_FILE} or {ADAPTERS_FILE}")
-    try:
-        return ELM.load(folder, store)
-    except ELMLoadError:
-        raise
-    except Exception as e:  # noqa: BLE001 - torch/transformers/safetensors raise many types
-        raise ELMLoadError(f"cannot load the ELM in {folder}: {type(e).__name__}: {e}") from e
-
-
-def load_vector_file(path: str | os.PathLike) -> np.ndarray:
-    """Raw vectors from a file, as [k, dim] float32: .npy ([k, dim] or [dim]), .json (a list of numbers or of
-    lists) or a vector .parquet (elm.vectors format; the ids are ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DescribeError(f"vector file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix == ".json":
-            arr = np.asarray(json.loads(path.read_text()), dtype=np.float32)
-        elif suffix == ".parquet":
-            arr = vec.read(path).matrix
-        else:
-            raise DescribeError(f"vector file {path}: unknown type {suffix!r}; use .npy, .json or .parquet")
-        arr = np.asarray(arr, dtype=np.float32)
-    except DescribeError:
-        raise
-    except (OSError, ValueError, TypeError) as e:
-        raise DescribeError(f"vector file {path} is unreadable or not numeric: {e}") from e
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DescribeError(f"vector file {path}: expected shape [k, dim] or [dim], got {list(arr.shape)}")
-    return arr
-
-
-def _movie_titles(store: ArtifactStore, ingest_version: str | None) -> dict[int, str]:
-    """movieId -> title ("Toy Story (1995)") from an ingest artifact; {} when it cannot be read."""
-    import pyarrow.parquet as pq
-
-    art = store.get("ingest", ingest_version) if ingest_version else None
-    if art is None or not (art.path / "movies.parquet").exists():
-        return {}
-    t = pq.read_table(art.path / "movies.parquet", columns=["movieId", "title"])
-    return dict(zip(t.column("movieId").to_pylist(), t.column("title").to_pylist()))
-
-
-# -----------------------------------------------------------------------------
-# the Describer
 
 
 @dataclass
@@ -325,9 +94,7 @@ class Describer:
                  tables: Mapping[str, vec.Vectors] | None = None, titles: Mapping[int, str] | None = None,
                  device: str | None = None):
         if store is None:
-            from elm.settings import artifacts_dir
-
-            store = ArtifactStore(artifacts_dir())
+            store = open_store()
         self.store = store
         if isinstance(model, ELM):
             self.elm, self.folder = model, None
@@ -621,13 +388,4 @@ def _check_vector(v: np.ndarray, space: SpaceSpec, label: str) -> None:
         raise DescribeError(f"{label}: vector has NaN/inf at position(s) {np.flatnonzero(~finite)[:5].tolist()}")
 
 
-def answers_frame(answers: Sequence[Answer]) -> pd.DataFrame:
-    """One row per (answer, slot): for tables and DuckDB."""
-    import pandas as pd
-
-    return pd.DataFrame([{"answer": i, "task": a.task, "text": a.text, "slot": j, **s.to_dict()}
-                         for i, a in enumerate(answers) for j, s in enumerate(a.slots)])
-
-
-__all__ = ["Answer", "DescribeError", "Describer", "SlotReport", "SpaceTable", "answers_frame",
-           "load_vector_file", "resolve_elm_folder"]
+__all__ = ["DescribeError", "Describer"]

@@ -1,4 +1,4 @@
-"""The ELM task catalog: 24 movie tasks and one user task, each defined once (PAPER.md, "The task catalog").
+"""The ELM task catalog: 24 movie tasks and one user task, each defined once (docs/METHOD.md, "The task catalog").
 
 A task has two faces:
 
@@ -19,10 +19,11 @@ import re
 import string
 from dataclasses import dataclass
 
-EMB_TOKEN = "<emb>"
-"""What each embedding slot renders to in an ELM prompt; the model splices adapter outputs there."""
-SLOT_KINDS = ("movie", "user")
-"""Embedding spaces a slot can read from."""
+from elm.model.slots import EMB_TOKEN
+from elm.vectors import KINDS
+
+SLOT_KINDS = KINDS
+"""What a slot can hold: a movie or a user (elm.vectors.KINDS). Each renders to EMB_TOKEN in an ELM prompt."""
 SLOT_PREFIX = {"movie": "m", "user": "u"}
 """Slot field names per kind: the i-th movie slot is {m<i>}, the j-th user slot {u<j>}."""
 PARTNERS = ("random", "nearest")
@@ -133,7 +134,7 @@ def render_teacher_prompt(task: Task, facts: dict, partner_facts: dict | None = 
 # the catalog
 
 # Grounding shared by every movie task: the facts come from MovieLens itself, so leaning on them limits
-# what the teacher invents (PAPER.md, "Known weaknesses").
+# what the teacher invents (docs/METHOD.md, "Known weaknesses").
 _ONE = ("You are given facts about a movie from the MovieLens catalog.\n"
         "Movie: {title}\nFacts: {facts}\n"
         "Rely on these facts (title, year, genres, user tags); add only details you are confident are true "
@@ -229,7 +230,7 @@ _CATALOG = [
 ]
 
 TASKS: dict[str, Task] = {t.name: t for t in [*_CATALOG, _USER]}
-"""All 25 tasks by name, in PAPER.md order: 24 movie tasks, then user_profile."""
+"""All 25 tasks by name, in docs/METHOD.md order: 24 movie tasks, then user_profile."""
 assert len(TASKS) == len(_CATALOG) + 1, "duplicate task name in the catalog"
 MOVIE_TASKS: list[str] = [t.name for t in _CATALOG]
 USER_TASKS: list[str] = [_USER.name]

@@ -17,9 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-from elm.settings import quiet_third_party
+from elm.settings import apply_env_defaults
 
-quiet_third_party()
+apply_env_defaults()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,10 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="JSON file with TrainConfig fields (elm/train/stage.py); default: TrainConfig().")
     p.add_argument("--synthesize", default="latest",
                    help="synthesize artifact: a folder, or a version (prefix) / 'latest' in --artifacts.")
-    p.add_argument("--semantic", default=None,
-                   help="semantic artifact folder or version; default: the one synthesize was made from.")
-    p.add_argument("--behavioral", default=None,
-                   help="behavioral artifact folder or version; default: the one synthesize was made from.")
+    p.add_argument("--from", dest="pins", action="append", default=[], metavar="STAGE=REF",
+                   help="a vector artifact as stage=folder or stage=version, e.g. semantic=3f2a (repeatable); "
+                   "default: the ones synthesize was made from.")
     p.add_argument("--artifacts", type=Path, default=None,
                    help="Artifact store for versions and the packaged base model [env ELM_ARTIFACTS_DIR, "
                    "default ./artifacts].")
@@ -50,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve(store, stage: str, ref: str | None):
     """An artifact from a folder path, or from a version (prefix) or 'latest' in the store."""
-    from elm.train.stage import load_artifact
+    from elm.train.data import load_artifact
 
     if ref is not None and Path(ref).is_dir():
         return load_artifact(Path(ref))
@@ -58,9 +57,12 @@ def resolve(store, stage: str, ref: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from elm.artifacts import ArtifactError, ArtifactStore
-    from elm.settings import artifacts_dir
-    from elm.train.stage import TrainConfig, TrainingError, fit, load_data
+    from elm.artifacts import ArtifactError, ArtifactStore, open_store
+    from elm.train.config import TrainConfig, TrainingError
+    from elm.lineage import check_pins
+    from elm.train.data import input_artifacts, load_data
+    from elm.train.stage import TRAIN
+    from elm.train.loop import fit
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
@@ -69,14 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("elm").setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     try:
         cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
-        store = ArtifactStore(args.artifacts or artifacts_dir())
+        store = open_store(args.artifacts)
         synth = resolve(store, "synthesize", args.synthesize)
-        named = synth.manifest.get("inputs", {})
+        pins = dict(p.split("=", 1) for p in args.pins)
+        check_pins(TRAIN, pins)
         # Versions named by synthesize live in the store it was published in.
         home = ArtifactStore(synth.path.parent.parent)
-        semantic = resolve(home, "semantic", args.semantic or named.get("semantic"))
-        behavioral = resolve(home, "behavioral", args.behavioral or named.get("behavioral"))
-        data = load_data(cfg, synth, semantic, behavioral)
+        data = load_data(cfg, input_artifacts(synth, {k: resolve(home, k, ref) for k, ref in pins.items()}))
         summary = fit(cfg, data, args.work_dir, resume=args.resume, store=store)
     except (TrainingError, ArtifactError, ValueError) as e:
         logging.getLogger("elm.train.script").error("%s: %s", type(e).__name__, e)

@@ -2,7 +2,7 @@
 
 A teacher turns (task, entity facts) into target text. The template teacher (elm/synth/teachers/template.py)
 composes it from the facts directly; LLM teachers receive the rendered teacher prompt
-(task_catalog.render_teacher_prompt) as one user message and complete it:
+(elm/synth/catalog.py, render_teacher_prompt) as one user message and complete it:
 
     LocalTeacher   (elm/synth/teachers/local.py)   a transformers causal LM on this machine, batched
     OpenAITeacher  (elm/synth/teachers/openai.py)  any OpenAI-compatible chat endpoint (vLLM, Ollama, hosted)
@@ -21,6 +21,10 @@ SYSTEM_PROMPT = ("You are a film expert who writes short, accurate texts about m
 
 class TeacherError(RuntimeError):
     """A teacher could not produce text. The message names the teacher (model, URL) and the cause."""
+
+
+class TransientTeacherError(TeacherError):
+    """A failure that may pass (an endpoint down or overloaded): worth retrying the stage, which resumes."""
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from elm.synth.teachers.base import SYSTEM_PROMPT, TeacherError
+from elm.synth.teachers.base import SYSTEM_PROMPT, TeacherError, TransientTeacherError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,11 @@ SNIPPET_CHARS = 200
 """How much of an unexpected response body error messages quote."""
 
 
-class TeacherUnavailableError(TeacherError):
+class TeacherUnavailableError(TransientTeacherError):
     """Unreachable, timing out, or answering 429/5xx through every attempt."""
 
 
-class TeacherResponseError(TeacherError):
+class TeacherResponseError(TransientTeacherError):
     """Answered 200, but not with a chat completion, through every attempt."""
 
 

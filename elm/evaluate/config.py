@@ -1,0 +1,134 @@
+"""What an evaluation runs: its config (EvalConfig), its error, the tasks its experiments describe with, and
+which tasks it scores (selected_tasks)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from elm.embed.spaces import SPACE_STAGES
+from elm.embed.splits import HELDOUT
+from elm.configs import known_fields
+from elm.lineage import StageSpec
+from elm.evaluate.cav import parse_attribute
+from elm.evaluate.interpolation import DEFAULT_ALPHAS, check_alphas
+from elm.metrics.behavioral_consistency import DEFAULT_K
+from elm.synth.catalog import MOVIE_TASKS, get_task
+
+SUMMARY_TASK = "summary"
+"""The task interpolations and CAV moves are described with, and whose references their plots show."""
+PROFILE_TASK = "user_profile"
+
+
+EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"), code_version="1",
+                     files=("generations.parquet", "scores.parquet", "interpolation.parquet", "cav.parquet",
+                            "cav_classifiers.parquet", "eval_config.json"))
+"""The stage's contract (elm/lineage.py). Its inputs are the train artifact and that artifact's lineage: the
+vectors the model read, the task data, the ingested tables (context.resolve_inputs)."""
+
+
+class EvaluationError(ValueError):
+    """Evaluation inputs that cannot be evaluated: mismatched spaces, nothing held out, bad config."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how much of it. Defaults fit the embedded default on a 2-core CPU in minutes."""
+
+    heldout_per_task: int = 6
+    """Held-out entities scored per task (every one when the synthesize artifact has fewer)."""
+    train_per_task: int = 2
+    """Training entities per task, for the train/held-out gap (0 skips them)."""
+    tasks: tuple[str, ...] | None = None
+    """Tasks to evaluate (None: every task the synthesize artifact has held-out examples for)."""
+    baseline: bool = True
+    """Also run the text-only baseline (the base LLM reading titles) on held-out movie tasks."""
+    baseline_model: str | None = None
+    """The baseline's LLM (None: the ELM's own base model, the fair comparison)."""
+    max_new_tokens: int | None = 96
+    """Cap on generated tokens per text (None: each task's own budget). SC needs a few sentences, not 192
+    tokens; the cap is what keeps evaluation within minutes on a CPU."""
+    batch_size: int = 16
+    """Texts per generate call (16 decodes ~1.2x faster than 8 here: bench/bench_teacher.py)."""
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    """Interpolation weights a in [0, 1]; 0 and 1 are the pair's own vectors."""
+    interpolation_anchor: str = "Forrest Gump"
+    """Title prefix of the movie every pair starts from (the paper's); the most rated movie when absent."""
+    movie_pairs: int = 2
+    """Movie pairs interpolated (0 skips)."""
+    user_pairs: int = 1
+    """Held-out user pairs interpolated and scored with BC (0 skips)."""
+    cav_attributes: tuple[str, ...] = ("genre:Comedy", "genre:Horror", "genre:Romance", "tag:funny")
+    """Soft attributes, "genre:<MovieLens genre>" or "tag:<tag>" (genome relevance >= 0.5 where the dataset
+    has the genome, else any user applied the tag)."""
+    cav_alphas: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+    """CAV steps, in standard deviations of the entities' projections on the CAV."""
+    cav_movies: int = 2
+    """Held-out movies without the attribute moved along each movie CAV (0 skips movie moves)."""
+    cav_users: int = 1
+    """Held-out users moved along each user CAV (0 skips user CAVs)."""
+    cav_min_positives: int = 10
+    """Fewer positive (or negative) training entities than this for an attribute is an error."""
+    bc_k: int = DEFAULT_K
+    """NDCG cut-off of BC."""
+    seed: int = 0
+    """Which entities are sampled, and the random references."""
+
+    def __post_init__(self) -> None:
+        ints = ("heldout_per_task", "train_per_task", "movie_pairs", "user_pairs", "cav_movies", "cav_users")
+        for name in ints:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"EvalConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
+        if self.heldout_per_task < 2:
+            raise ValueError(f"EvalConfig.heldout_per_task must be >= 2 (the random reference pairs entities), "
+                             f"got {self.heldout_per_task}")
+        for name in ("batch_size", "bc_k", "cav_min_positives"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"EvalConfig.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.max_new_tokens is not None and not 8 <= self.max_new_tokens <= 512:
+            raise ValueError(f"EvalConfig.max_new_tokens must be None or in [8, 512], got {self.max_new_tokens}")
+        if self.tasks is not None:
+            object.__setattr__(self, "tasks", tuple(self.tasks))
+            for t in self.tasks:
+                get_task(t)  # UnknownTaskError lists the known tasks
+        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
+        check_alphas(self.alphas, "EvalConfig.alphas")
+        object.__setattr__(self, "cav_alphas", tuple(float(a) for a in self.cav_alphas))
+        if not self.cav_alphas or any(not np.isfinite(a) for a in self.cav_alphas):
+            raise ValueError(f"EvalConfig.cav_alphas must be a non-empty list of numbers, got {self.cav_alphas}")
+        object.__setattr__(self, "cav_attributes", tuple(self.cav_attributes))
+        for a in self.cav_attributes:
+            parse_attribute(a)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in known_fields(cls, d).items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read EvalConfig from {path}: {e}") from e
+
+
+# -----------------------------------------------------------------------------
+# which tasks
+
+
+def selected_tasks(cfg: EvalConfig, examples: pd.DataFrame) -> list[str]:
+    held = examples[examples["split"] == HELDOUT]
+    have = set(held["task"])
+    if cfg.tasks is not None:
+        if missing := [t for t in cfg.tasks if t not in have]:
+            raise EvaluationError(f"the synthesize artifact has no held-out examples for task(s) {missing} "
+                                  f"(it has held-out examples for {sorted(have) or 'no task'})")
+        return list(cfg.tasks)
+    return [t for t in [*MOVIE_TASKS, PROFILE_TASK] if t in have]

@@ -1,0 +1,36 @@
+"""What a report artifact holds, file by file (``REPORT_FILES``)::
+
+    report/<v>/per_task.parquet     SC of movie descriptions per task and split (generalisation)
+    report/<v>/headline.parquet     the headline figures, one per row (section, name, system, n, value, ...)
+    report/<v>/per_task_sc.png      normalised SC per task on held-out movies, ELM vs baseline
+    report/<v>/interpolation.png    SC (movies) / BC (users) against the interpolation weight a
+    report/<v>/cav.png              SC or BC and the attribute's score against the CAV step, per attribute
+    report/<v>/report.md            the page: tables, plots, example generations
+    report/<v>/report.html          the same page as HTML, plots inline
+
+A plot whose experiment was not run is not written, and the page says so.
+"""
+
+from __future__ import annotations
+
+PER_TASK_FILE = "per_task.parquet"
+HEADLINE_FILE = "headline.parquet"
+PER_TASK_PNG = "per_task_sc.png"
+INTERPOLATION_PNG = "interpolation.png"
+CAV_PNG = "cav.png"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+REPORT_FILES = {
+    PER_TASK_FILE: "SC of movie descriptions per task: split (heldout|train), task, n, elm, baseline, truth, random, "
+                   "elm_normalised, baseline_normalised",
+    HEADLINE_FILE: "the headline figures: section, name, system, n, value, random, truth, normalised "
+                   "(n counts what the value averages: tasks, pairs, examples or held-out entities)",
+    PER_TASK_PNG: "normalised SC per task on held-out movies, ELM vs baseline",
+    INTERPOLATION_PNG: "mean SC (movies) / BC (users) over pairs against the interpolation weight a, with references "
+                       "(absent when interpolation was not run)",
+    CAV_PNG: "per attribute: SC or BC and the attribute's score against the CAV step (absent when CAVs were not run)",
+    REPORT_MD: "the page: headline, per-task table, plots, CAV classifiers, example generations",
+    REPORT_HTML: "the same page as HTML; plots inline by relative path",
+}
+"""What lands in a report artifact, file by file."""

@@ -1,0 +1,212 @@
+"""Training configuration: StageConfig and TrainConfig (frozen, validated, JSON round trip), the errors
+training raises, and where ``accelerate launch`` finds its YAML (configs/accelerate/)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from elm.configs import known_fields as _known
+from elm.embed.spaces import stages_of
+from elm.model.adapter import AdapterConfig
+from elm.model.base_lm import DEFAULT_BASE_MODEL
+from elm.model.config import DEFAULT_SYSTEM_PROMPT, ELMConfig, SpaceSpec
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+REPO = Path(__file__).resolve().parents[2]
+ACCELERATE_CONFIGS = REPO / "configs" / "accelerate"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start, continue or publish; the message says why and what to do."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint that is partial, corrupt or from another config."""
+
+
+_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: how long, how fast, and (stage 2 only) whether the LM is tuned with LoRA."""
+
+    steps: int
+    """Optimizer steps; 0 skips the stage."""
+    lr: float
+    """Peak learning rate (AdamW), reached after warmup, then cosine decay to lr * min_lr_ratio."""
+    batch_size: int = 8
+    """Examples per process per micro-batch (the global batch is batch_size x processes x grad_accum)."""
+    warmup_steps: int = 0
+    """Linear warmup steps at the start of the stage."""
+    min_lr_ratio: float = 0.1
+    """Where the cosine decay ends, as a fraction of lr."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on matrices (biases and norms never decay)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping; None turns it off."""
+    lora: bool = False
+    """Stage 2: train LoRA matrices on the LM (merged into it before saving) instead of every LM weight."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scale numerator (the update is scaled by lora_alpha / lora_r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: tuple[str, ...] = _LORA_TARGETS
+    """LM module names LoRA wraps (Llama/Qwen names by default)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        checks = {
+            "steps": _is_int(self.steps) and self.steps >= 0,
+            "lr": _is_num(self.lr) and 0 < self.lr < 1,
+            "batch_size": _is_int(self.batch_size) and self.batch_size >= 1,
+            "warmup_steps": _is_int(self.warmup_steps) and self.warmup_steps >= 0,
+            "min_lr_ratio": _is_num(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1,
+            "weight_decay": _is_num(self.weight_decay) and self.weight_decay >= 0,
+            "grad_accum": _is_int(self.grad_accum) and self.grad_accum >= 1,
+            "max_grad_norm": self.max_grad_norm is None or (_is_num(self.max_grad_norm) and self.max_grad_norm > 0),
+            "lora": isinstance(self.lora, bool),
+            "lora_r": _is_int(self.lora_r) and self.lora_r >= 1,
+            "lora_alpha": _is_num(self.lora_alpha) and self.lora_alpha > 0,
+            "lora_dropout": _is_num(self.lora_dropout) and 0 <= self.lora_dropout < 1,
+            "target_modules": bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"StageConfig.{name}={getattr(self, name)!r} is invalid")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StageConfig:
+        return cls(**_known(cls, d))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+DEFAULT_ADAPTER = {"depth": 2, "activation": "gelu", "soft_tokens": 4, "input_norm": "layernorm"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained ELM; saved as train_config.json next to it."""
+
+    movie_space: str = "semantic"
+    """Which vectors movie slots read: "semantic" or "behavioral" (user slots always read behavioral users)."""
+    base_model: str = DEFAULT_BASE_MODEL
+    """Base causal LM: a name, folder or hub id (elm.model.base_lm.resolve_model_path)."""
+    adapter: dict = field(default_factory=lambda: dict(DEFAULT_ADAPTER))
+    """AdapterConfig fields shared by every space's adapter (4 soft tokens per vector mattered most here)."""
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """System message of every prompt (every token costs training time)."""
+    max_length: int = 128
+    """Most tokens of prompt + target; longer targets are cut (the end token goes first). 128 keeps 98% of
+    the target tokens of the template teacher's ml-latest-small rows (median row: 91 tokens)."""
+    stage1: StageConfig = StageConfig(steps=30, lr=3e-3, batch_size=8, warmup_steps=3)
+    """Adapters only; a high lr lands the adapter where the LM can read it (docs/METHOD.md, "Training").
+    Step budgets are sized for the embedded default on a 2-core CPU (about 7 minutes in all)."""
+    stage2: StageConfig = StageConfig(steps=20, lr=1e-4, batch_size=8, warmup_steps=2)
+    """Everything (or LoRA), starting from stage 1's adapters with a new optimizer. With 20 steps from the
+    same stage 1, held-out loss ended at 1.97 (lr 5e-5), 1.60 (1e-4) and 1.33 (2e-4): 1e-4 learns fast
+    without betting on the most aggressive rate."""
+    eval_every: int = 15
+    """Validation loss every this many steps of a stage (0: only before training and after each stage)."""
+    eval_examples: int = 40
+    """Size of the fixed held-out subset (synthesize rows with split "heldout") for validation loss."""
+    checkpoint_every: int = 20
+    """Checkpoint every this many steps (0: only at the end of each stage)."""
+    keep_checkpoints: int = 2
+    """Newest checkpoints kept in the work folder while training (all are deleted before publishing)."""
+    seed: int = 0
+    """Adapter init, batch order, dropout."""
+    mixed_precision: str = "auto"
+    """"no", "bf16", "fp16", or "auto": what the accelerate config says."""
+    accelerate_config: str = "auto"
+    """YAML for ``accelerate launch`` (configs/accelerate/*.yaml or any path); "auto": gpu.yaml with CUDA, else cpu.yaml."""
+
+    def __post_init__(self) -> None:
+        for name in ("stage1", "stage2"):
+            v = getattr(self, name)
+            if isinstance(v, dict):
+                object.__setattr__(self, name, StageConfig.from_dict(v))
+            elif not isinstance(v, StageConfig):
+                raise ValueError(f"TrainConfig.{name} must be a StageConfig or a dict, got {type(v).__name__}")
+        object.__setattr__(self, "adapter", dict(self.adapter))
+        if self.movie_space not in stages_of("movie"):
+            raise ValueError(f"TrainConfig.movie_space must be one of {list(stages_of('movie'))}, "
+                             f"got {self.movie_space!r}")
+        if not isinstance(self.base_model, str) or not self.base_model:
+            raise ValueError(f"TrainConfig.base_model={self.base_model!r} must be a non-empty string")
+        allowed = {f.name for f in fields(AdapterConfig)} - {"in_dim", "out_dim"}
+        if bad := sorted(set(self.adapter) - allowed):
+            raise ValueError(f"TrainConfig.adapter: unknown field(s) {bad}; allowed: {sorted(allowed)}")
+        AdapterConfig(in_dim=1, out_dim=1, **self.adapter)  # raises naming the bad value
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ValueError("TrainConfig.system_prompt must be a string or None")
+        if not _is_int(self.max_length) or self.max_length < 16:
+            raise ValueError(f"TrainConfig.max_length={self.max_length!r} must be an int >= 16")
+        if self.stage1.lora:
+            raise ValueError("TrainConfig.stage1.lora: stage 1 trains the adapters only; LoRA is a stage 2 option")
+        for name in ("eval_every", "eval_examples", "checkpoint_every", "seed"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} must be an int >= 0")
+        if not _is_int(self.keep_checkpoints) or self.keep_checkpoints < 1:
+            raise ValueError(f"TrainConfig.keep_checkpoints={self.keep_checkpoints!r} must be an int >= 1")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"TrainConfig.mixed_precision must be one of {list(MIXED_PRECISION)}, "
+                             f"got {self.mixed_precision!r}")
+        if not isinstance(self.accelerate_config, str) or not self.accelerate_config:
+            raise ValueError("TrainConfig.accelerate_config must be 'auto' or the path of a YAML file")
+
+    def stage(self, n: int) -> StageConfig:
+        return {1: self.stage1, 2: self.stage2}[n]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for name in ("stage1", "stage2"):
+            d[name]["target_modules"] = list(d[name]["target_modules"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**_known(cls, d))
+
+    def save(self, path: Path) -> Path:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read a TrainConfig from {path}: {e}") from e
+        return cls.from_dict(d)
+
+    def elm_config(self, spaces: tuple[SpaceSpec, ...]) -> ELMConfig:
+        return ELMConfig(spaces=spaces, base_model=self.base_model, adapter=self.adapter,
+                         system_prompt=self.system_prompt, max_length=self.max_length)
+
+
+def accelerate_config_path(name: str) -> Path:
+    """The YAML file for a TrainConfig.accelerate_config value ("auto", a name in configs/accelerate, a path)."""
+    if name == "auto":
+        import torch
+
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    for p in (Path(name).expanduser(), REPO / name, ACCELERATE_CONFIGS / name, ACCELERATE_CONFIGS / f"{name}.yaml"):
+        if p.is_file():
+            return p.resolve()
+    known = ", ".join(sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")))
+    raise TrainingError(f"accelerate config {name!r} not found (a YAML path, or one of: {known})")
