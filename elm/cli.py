@@ -341,15 +341,19 @@ def evaluate(
     artifacts: Optional[Path] = ArtifactsOpt,
 ) -> None:
     """Evaluate a trained ELM: SC/BC per task against random and teacher references, the text-only baseline,
-    interpolation and CAV extrapolation. Writes the evaluate artifact and prints the per-task table.
+    interpolation and CAV extrapolation. Writes the evaluate artifact and prints the per-task table and the
+    controls (does the text follow the vector: specificity, shuffled controls, facts read back).
 
     Resumable: an interrupted run keeps its finished parts; an unchanged re-run is a cache hit.
     Then `elm report` turns it into tables, plots and a page.
     """
     from dataclasses import replace
 
+    import pandas as pd
+
     from elm.evaluate.config import EvalConfig
     from elm.evaluate.context import resolve_inputs
+    from elm.evaluate.controls import controls_text
     from elm.evaluate.stage import report
     from elm.evaluate.stage import evaluate as run
 
@@ -368,6 +372,7 @@ def evaluate(
     except Exception as e:  # noqa: BLE001
         _fail(e)
     typer.echo(("cache hit: " if hit else "") + report(art))
+    typer.echo(controls_text(pd.read_parquet(art.file("controls.parquet"))))
     typer.echo(f"artifact: {art.path}\nnext: elm report")
 
 

@@ -42,4 +42,8 @@ def evaluate_task(versions: dict[str, str], cfg: EvalConfig, artifacts_dir: str 
     create_table_artifact(key="evaluate-scores", table=table.where(table.notna(), None).to_dict("records"),
                           description=f"evaluate {art.version}: SC/BC per split and task with random and "
                                       "teacher (truth) references")
+    ctrl = pd.read_parquet(art.file("controls.parquet")).round(3).astype(object)
+    create_table_artifact(key="evaluate-controls", table=ctrl.where(ctrl.notna(), None).to_dict("records"),
+                          description=f"evaluate {art.version}: does the text follow the vector? held-out movies, "
+                                      "value with its 95% bootstrap interval (low, high) and its shuffled control")
     return art.version

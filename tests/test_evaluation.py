@@ -22,6 +22,7 @@ from elm.model.elm import ELM
 from elm.model.config import ELMConfig, SpaceSpec
 from elm.evaluate.config import EvalConfig, EvaluationError
 from elm.evaluate.context import load_context, resolve_inputs
+from elm.evaluate.controls import controls
 from elm.evaluate.experiments import generalisation_rows, score_by_task
 from elm.evaluate.scoring import GEN_COLUMNS, movie_targets, score_texts
 from elm.evaluate.stage import PARTS, evaluate
@@ -37,7 +38,7 @@ TASKS = ("summary", "similarities", "user_profile")
 SMALL = EvalConfig(heldout_per_task=2, train_per_task=1, tasks=TASKS, max_new_tokens=8, movie_pairs=1, user_pairs=1,
                    alphas=(0.0, 0.5, 1.0), cav_attributes=("genre:Comedy",), cav_alphas=(0.0, 2.0), cav_movies=1,
                    cav_users=1)
-GEN_FILES = {"generations.parquet", "scores.parquet", "interpolation.parquet", "cav.parquet",
+GEN_FILES = {"generations.parquet", "scores.parquet", "controls.parquet", "interpolation.parquet", "cav.parquet",
              "cav_classifiers.parquet", "eval_config.json"}
 
 
@@ -89,6 +90,58 @@ def test_a_text_identical_to_the_teachers_scores_the_truth_reference(world):
     for r in scores.itertuples():
         assert r.elm == pytest.approx(r.truth) and r.elm_normalised == pytest.approx(1.0)
         assert r.random < r.truth  # the teacher's text matches its own movie better than another's
+
+
+def _planted(ctx, elm_texts, rows):
+    """Generations of a planted ELM stand-in (its texts given) next to the teacher's, and their controls."""
+    base = {"split": HELDOUT, "prompt": "", "space": ""}
+    gens = pd.concat([score_by_task(ctx, rows, elm_texts, base | {"system": "elm"}),
+                      score_by_task(ctx, rows, rows["target"].tolist(), base | {"system": "truth"})])
+    ctrl = controls(gens, ctx.movies, seed=0)
+    return gens, {(r.measure, r.system): r for r in ctrl.itertuples()}
+
+
+def test_an_elm_that_echoes_the_teacher_reads_as_well_as_the_teacher(world):
+    store, arts = world
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, ("summary", "similarities"))
+    _, c = _planted(ctx, rows["target"].tolist(), rows)
+    assert c["specificity_ratio", "elm"].value == pytest.approx(1.0)
+    assert c["normalised", "elm"].value == pytest.approx(1.0)
+    assert c["specificity", "truth"].value > 0  # the teacher's text is about its own movie
+    for m in ("decade", "genre_f1"):
+        assert c[m, "elm"].value == pytest.approx(c[m, "truth"].value)
+    assert c["decade", "elm"].value == 1.0  # the template teacher states every movie's decade
+    assert c["named", "elm"].value == 0.0
+
+
+def test_a_constant_text_has_no_specificity_and_one_distinct_text(world):
+    store, arts = world
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, ("summary", "similarities"))
+    _, c = _planted(ctx, ["A film from the mid 1990s that mixes comedy and drama."] * len(rows), rows)
+    assert c["specificity", "elm"].value == pytest.approx(0.0, abs=1e-6)
+    assert c["sc", "elm"].value == pytest.approx(c["sc_shuffled", "elm"].value, abs=1e-6)
+    n_summary = int((rows["task"] == "summary").sum())
+    assert c["distinct_summary", "elm"].value == pytest.approx(1 / n_summary)
+    assert c["specificity_ratio", "elm"].value == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_text_naming_its_movie_is_cleaned_before_it_is_scored(world):
+    store, arts = world
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, ("summary",))
+    names = [ctx.names[int(e)] for e in rows["entity_id"]]
+    texts = [f"{n} is a film everyone knows. It is a story about people and what they want." for n in names]
+    gens = score_by_task(ctx, rows, texts, {"split": HELDOUT, "system": "baseline", "prompt": "", "space": ""})
+    assert gens["named"].all()
+    assert (gens["output"] == "It is a story about people and what they want.").all()
+    assert (gens["output_raw"] == texts).all()
+    assert (gens["sc_raw"] > gens["sc"]).all()  # the title is in the semantic document: naming it scores
+    clean = score_by_task(ctx, rows, ["It is a story about people and what they want."] * len(rows),
+                          {"split": HELDOUT, "system": "baseline", "prompt": "", "space": ""})
+    np.testing.assert_allclose(gens["sc"], clean["sc"], rtol=1e-6)
+    assert not clean["named"].any() and (clean["output_raw"] == "").all()
 
 
 def test_sc_is_the_cosine_with_the_movie_vector_and_pairs_use_the_mix(world):

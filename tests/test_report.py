@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from elm.artifacts import ArtifactStore
+from elm.evaluate.controls import controls
 from elm.report.files import REPORT_FILES
 from elm.report.html import markdown_to_html, simple_markdown
 from elm.report.page import clip
@@ -31,8 +32,9 @@ def _row(**kw) -> dict:
     base = {"experiment": "generalisation", "split": "heldout", "partner_id": None, "title": "", "alpha": np.nan,
             "attribute": "", "space": "semantic_movies", "prompt": "Describe the movie <emb>.", "sc": np.nan,
             "sc_random": np.nan, "bc": np.nan, "bc_random": np.nan, "attribute_score": np.nan,
-            "nearest_cosine": 1.0}
-    return {**base, **kw}
+            "nearest_cosine": 1.0, "named": False}
+    row = {**base, **kw}
+    return {**row, "sc_raw": row["sc"]}
 
 
 def make_tables(rng: np.random.Generator, experiments: bool = True) -> dict[str, pd.DataFrame]:
@@ -104,7 +106,10 @@ def make_tables(rng: np.random.Generator, experiments: bool = True) -> dict[str,
                              "heldout_balanced_accuracy": 0.81}])
     else:  # switched off: empty tables, one with its columns and one without any
         interp, cav, clf = pd.DataFrame(columns=interp_cols), pd.DataFrame(), pd.DataFrame(columns=clf_cols)
-    return {"generations": g, "scores": scores, "interpolation": interp, "cav": cav, "cav_classifiers": clf}
+    movies = pd.DataFrame({"movieId": list(HELDOUT) + list(TRAIN), "year": 1995.0,
+                           "genres": [["Comedy"]] * (len(HELDOUT) + len(TRAIN))})
+    return {"generations": g, "scores": scores, "controls": controls(g, movies), "interpolation": interp, "cav": cav,
+            "cav_classifiers": clf}
 
 
 def make_evaluate(store: ArtifactStore, tables: dict[str, pd.DataFrame], tag: str = "full", nan_scores: bool = False):
@@ -146,6 +151,18 @@ def test_publishes_tables_plots_and_page(built):
     assert art.summary["headline"]["interpolation"] == "run"
     allowed = {".parquet", ".png", ".md", ".html", ".json"}
     assert all(p.suffix in allowed for p in art.path.iterdir())
+
+
+def test_the_page_opens_with_the_controls(built):
+    _, _, tables, art, _ = built
+    md = art.file("report.md").read_text()
+    assert md.index("## Does the text follow the vector?") < md.index("## Headline")
+    spec = tables["controls"].set_index(["measure", "system"]).loc[("specificity", "elm")]
+    assert spec["value"] == pytest.approx(0.25, abs=0.05)  # elm 0.45 against a shuffled 0.2
+    assert "The ELM's text depends on its vector: specificity" in md
+    assert all(f"{spec[k]:.3f}" in md for k in ("value", "low", "high"))
+    pd.testing.assert_frame_equal(pd.read_parquet(art.file("controls.parquet")), tables["controls"])
+    assert "does the text follow the vector?" in headline_text(art)
 
 
 def test_per_task_matches_scores(built):

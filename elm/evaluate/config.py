@@ -24,9 +24,10 @@ SUMMARY_TASK = "summary"
 PROFILE_TASK = "user_profile"
 
 
-EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"), code_version="1",
-                     files=("generations.parquet", "scores.parquet", "interpolation.parquet", "cav.parquet",
-                            "cav_classifiers.parquet", "eval_config.json"))
+EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"),
+                     files=("generations.parquet", "scores.parquet", "controls.parquet", "interpolation.parquet",
+                            "cav.parquet", "cav_classifiers.parquet", "eval_config.json"),
+                     code_version="2")  # 2: every system's text cleaned of its movie's name; controls.parquet
 """The stage's contract (elm/lineage.py). Its inputs are the train artifact and that artifact's lineage: the
 vectors the model read, the task data, the ingested tables (context.resolve_inputs)."""
 

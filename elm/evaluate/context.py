@@ -66,6 +66,9 @@ class Context:
     movie_split: pd.Series
     user_split: pd.Series
     titles: dict[int, str]
+    """movieId -> "Name (year)", the form the teacher and the baseline saw."""
+    names: dict[int, str]
+    """movieId -> the MovieLens name with its alternate titles: what a scored text must not name."""
     candidates: np.ndarray
     """movieIds ranked by BC: those with both a semantic and a behavioral vector."""
     cand_semantic: np.ndarray
@@ -114,6 +117,7 @@ def load_context(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStor
         semantic=semantic, behavioral=behavioral, users=users,
         movie_split=pd.read_parquet(arts["splits"].file("movies.parquet")).set_index("movieId")["split"],
         user_split=pd.read_parquet(arts["splits"].file("users.parquet")).set_index("userId")["split"],
-        titles=_titles(t["movies"]).to_dict(), candidates=cand,
+        titles=_titles(t["movies"]).to_dict(), names=t["movies"].set_index("movieId")["name"].to_dict(),
+        candidates=cand,
         cand_semantic=semantic.get(cand), cand_factors=behavioral.get(cand),
         baseline_model=cfg.baseline_model or d.elm.config.base_model)

@@ -19,7 +19,7 @@ from elm.evaluate.cav import CAV, fit_cav, movie_labels, parse_attribute, user_l
 from elm.evaluate.config import PROFILE_TASK, SUMMARY_TASK
 from elm.evaluate.context import Context
 from elm.evaluate.interpolation import lerp, movie_pairs, user_pairs
-from elm.evaluate.scoring import GEN_COLUMNS, frame, movie_targets, score_texts
+from elm.evaluate.scoring import GEN_COLUMNS, frame, movie_targets, names_of, score_texts
 from elm.metrics.behavioral_consistency import movie_relevance, user_relevance
 from elm.synth.catalog import get_task
 
@@ -82,11 +82,13 @@ def score_by_task(ctx: Context, rows: pd.DataFrame, texts: Sequence[str], base: 
     for task, d in rows.groupby("task", sort=False):
         kind = "user" if task == PROFILE_TASK else "movie"
         ids = d["entity_id"].astype("int64").tolist()
+        avoid = None  # a profile may name the movies a user rated: they are other entities
         if kind == "movie":
             sc_vec, rel = movie_targets(ctx, ids, d["partner_id"].tolist())
+            avoid = [names_of(ctx, [e, p]) for e, p in zip(ids, d["partner_id"].tolist())]
         else:
             sc_vec, rel = None, user_relevance(ctx.users.get(ids), ctx.cand_factors)
-        scores = score_texts(ctx, d["_text"].tolist(), sc_vec, rel, ctx.cfg.seed)
+        scores = score_texts(ctx, d["_text"].tolist(), sc_vec, rel, ctx.cfg.seed, avoid)
         parts.append(frame(ctx, base | {"experiment": "generalisation", "task": task, "entity_kind": kind},
                            d["_text"].tolist(), scores, entity_id=ids, partner_id=d["partner_id"].tolist(),
                            title=d["title"].fillna("").tolist(), **{k: d[f"_{k}"].tolist() for k in columns}))
@@ -141,17 +143,18 @@ def interpolation_movie_part(ctx: Context) -> pd.DataFrame:
         answers = ctx.describer.describe_many(SUMMARY_TASK, list(fed), spaces=ctx.movie_space,
                                               max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size)
         ta, tb = ctx.titles.get(a_id, str(a_id)), ctx.titles.get(b_id, str(b_id))
+        avoid = [names_of(ctx, [a_id, b_id])] * k
         base = dict(experiment="interpolation", split="", task=SUMMARY_TASK, entity_kind="movie", entity_id=a_id,
                     partner_id=b_id, title=f"{ta} + {tb}")
         texts = [x.text for x in answers]
         parts.append(frame(ctx, base | {"system": "elm", "space": ctx.movie_space, "prompt": answers[0].prompt},
-                           texts, score_texts(ctx, texts, sc_vec, None, cfg.seed), alpha=alphas.astype(float),
+                           texts, score_texts(ctx, texts, sc_vec, None, cfg.seed, avoid), alpha=alphas.astype(float),
                            nearest_cosine=[x.slots[0].nearest_cosine for x in answers]))
         if cfg.baseline:
             prompts = [blend_prompt(ta, tb, float(a)) for a in alphas]
             texts = ctx.baseline().complete(prompts, [_budget(ctx, SUMMARY_TASK)] * k)
             parts.append(frame(ctx, base | {"system": "baseline", "space": "title"}, texts,
-                               score_texts(ctx, texts, sc_vec, None, cfg.seed), alpha=alphas.astype(float),
+                               score_texts(ctx, texts, sc_vec, None, cfg.seed, avoid), alpha=alphas.astype(float),
                                prompt=prompts))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=GEN_COLUMNS)
 
@@ -237,7 +240,7 @@ def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
                 sc_vec, rel = moved, None
             else:
                 sc_vec, rel = None, movie_relevance(moved, ctx.cand_factors)
-            s = score_texts(ctx, texts, sc_vec, rel, cfg.seed)
+            s = score_texts(ctx, texts, sc_vec, rel, cfg.seed, [names_of(ctx, [m])] * k)
             base = dict(experiment="cav", system="elm", split=HELDOUT, task=SUMMARY_TASK, entity_kind="movie",
                         entity_id=m, title=ctx.titles.get(m, ""), attribute=key, space=ctx.movie_space,
                         prompt=answers[0].prompt)

@@ -1,5 +1,11 @@
 """Scoring: one place turns texts into SC and BC with their random references (score_texts), and into rows
-of generations.parquet (frame, GEN_COLUMNS)."""
+of generations.parquet (frame, GEN_COLUMNS).
+
+Every system's text is cleaned the same way before it is scored: sentences naming the movie it describes
+(or its partner; alternate titles included) are removed, as they are from training targets
+(elm/synth/checks.py). The semantic documents hold the titles, so a text that names its movie would score
+by recall, not by reading. The raw text and its SC are kept beside the cleaned ones.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +17,38 @@ import pandas as pd
 from elm.evaluate.context import Context
 from elm.metrics.behavioral_consistency import behavioral_consistency, movie_relevance, random_ranking_ndcg
 from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, random_partner
+from elm.synth.checks import strip_names, title_variants
 
 GEN_COLUMNS = ["experiment", "system", "split", "task", "entity_kind", "entity_id", "partner_id", "title",
                "alpha", "attribute", "space", "prompt", "output", "sc", "sc_random", "bc", "bc_random",
-               "bc_other", "attribute_score", "nearest_cosine"]
+               "bc_other", "attribute_score", "nearest_cosine", "named", "sc_raw", "output_raw"]
 """generations.parquet: sc/bc NaN where they do not apply (SC needs a semantic vector, BC a CF relevance);
 sc_random: the text against a random other row's vector (same experiment, system, task); bc_random: a random
-ranking's NDCG; bc_other: the text against a random other row's relevance; attribute_score: CAV rows only."""
+ranking's NDCG; bc_other: the text against a random other row's relevance; attribute_score: CAV rows only;
+named: the raw text named its entity (or partner) and those sentences were removed from ``output``;
+sc_raw, output_raw: SC and text before that cleaning (output_raw empty when nothing was removed)."""
+
+
+def names_of(ctx: Context, ids) -> tuple[str, ...]:
+    """Every title a text must not name when it describes these movies (ids may hold None/NaN)."""
+    out = []
+    for i in ids:
+        if i is not None and not pd.isna(i):
+            out += title_variants(ctx.names.get(int(i), ""))
+    return tuple(dict.fromkeys(out))
 
 
 def score_texts(ctx: Context, texts: Sequence[str], sc_vectors: np.ndarray | None,
-                relevance: np.ndarray | None, seed: int) -> dict[str, np.ndarray]:
+                relevance: np.ndarray | None, seed: int,
+                avoid: Sequence[tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
     """SC and BC of each text, with per-row references; rows of sc_vectors/relevance that are NaN are
-    not applicable (e.g. a user row has no semantic vector)."""
+    not applicable (e.g. a user row has no semantic vector). ``avoid``: per text, the titles it must not name
+    (names_of); those sentences are removed before scoring, and ``texts``, ``named``, ``sc_raw`` say so."""
     n = len(texts)
+    raw = [t if isinstance(t, str) else "" for t in texts]
+    cleaned = [strip_names(t, a) for t, a in zip(raw, avoid)] if avoid is not None else [(t, False) for t in raw]
+    texts = [t for t, _ in cleaned]
+    named = np.array([x for _, x in cleaned], dtype=bool)
     enc = encode_texts(list(texts), ctx.encoder)
     out = {k: np.full(n, np.nan) for k in ("sc", "sc_random", "bc", "bc_random", "bc_other")}
     other = random_partner(n, seed) if n >= 2 else None
@@ -44,7 +68,13 @@ def score_texts(ctx: Context, texts: Sequence[str], sc_vectors: np.ndarray | Non
             if other is not None:
                 pair = ok & ok[other]
                 out["bc_other"][pair] = behavioral_consistency(enc[pair], ctx.cand_semantic, relevance[other[pair]], k)
-    out["encoded"] = enc
+    out["sc_raw"] = out["sc"].copy()
+    if named.any() and sc_vectors is not None:
+        rows = np.flatnonzero(named & np.isfinite(sc_vectors).all(axis=1))
+        if len(rows):
+            out["sc_raw"][rows] = cosine_rows(encode_texts([raw[i] for i in rows], ctx.encoder), sc_vectors[rows])
+    out["encoded"], out["texts"], out["named"] = enc, texts, named
+    out["raw"] = [r if x else "" for r, x in zip(raw, named)]
     return out
 
 
@@ -70,17 +100,23 @@ def movie_targets(ctx: Context, ids: Sequence[int], partners: Sequence[float | N
 
 def frame(ctx: Context, base: dict, texts: Sequence[str], scores: dict[str, np.ndarray], **columns) -> pd.DataFrame:
     """A generations.parquet part: base (scalars for every row), columns (one value per row), scores."""
+    texts = scores.get("texts", texts)
     n = len(texts)
     df = pd.DataFrame({"output": list(texts)})
     for k, v in {**base, **columns}.items():
         df[k] = v if np.ndim(v) else [v] * n
     for k in ("sc", "sc_random", "bc", "bc_random", "bc_other"):
         df[k] = scores[k]
+    df["named"] = scores.get("named", np.zeros(n, dtype=bool))
+    df["sc_raw"] = scores.get("sc_raw", scores["sc"])
+    df["output_raw"] = scores.get("raw", [""] * n)
     for col in GEN_COLUMNS:
         if col not in df:
             df[col] = np.nan if col in ("alpha", "attribute_score", "nearest_cosine") else ""
     df["partner_id"] = pd.array(df["partner_id"].replace("", np.nan), dtype="Int64")
     df["entity_id"] = df["entity_id"].astype("int64")
-    for col in ("alpha", "attribute_score", "nearest_cosine", "sc", "sc_random", "bc", "bc_random", "bc_other"):
+    df["named"] = df["named"].astype(bool)
+    for col in ("alpha", "attribute_score", "nearest_cosine", "sc", "sc_random", "bc", "bc_random", "bc_other",
+                "sc_raw"):
         df[col] = df[col].astype("float64")
     return df[GEN_COLUMNS]

@@ -18,10 +18,12 @@ References, measured the same way in the same run: ``random`` (for SC, a text sc
 entity's vector of the same task; for BC, a random ranking) and ``truth`` (the teacher's text), and the
 normalised score (x - random) / (truth - random): 0 is chance, 1 is as good as the teacher.
 
-Files of an evaluate version (schema in the docstrings of elm/evaluate/scoring.py and tables.py; the report
+Files of an evaluate version (schema in the docstrings of elm/evaluate/scoring.py, controls.py and tables.py; the report
 stage reads them):
     generations.parquet       one row per scored text: every number traces back to a text
     scores.parquet            generalisation, per split x task x metric, with references
+    controls.parquet          does the text follow the vector: specificity, shuffled controls, distinct texts,
+                              facts read back, each with a bootstrap interval (elm/evaluate/controls.py)
     interpolation.parquet     per pair x weight x system
     cav.parquet               per space x attribute x alpha
     cav_classifiers.parquet   the CAVs' classifier accuracy on held-out entities
@@ -42,6 +44,7 @@ from elm.embed.splits import HELDOUT
 from elm.evaluate.cav import CAV
 from elm.evaluate.config import EVALUATE, EvalConfig, EvaluationError, selected_tasks
 from elm.evaluate.context import load_context
+from elm.evaluate.controls import controls, controls_summary
 from elm.evaluate.experiments import fit_cavs
 from elm.evaluate.parts import PartMapper, compute_part, part_names, run_parts
 from elm.lineage import publish
@@ -83,6 +86,8 @@ def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore, d
         interp, cav = aggregate_interpolation(gens, refs), aggregate_cav(gens, refs)
         gens.to_parquet(work.path / "generations.parquet", index=False)
         scores.to_parquet(work.path / "scores.parquet", index=False)
+        ctrl = controls(gens, ctx.movies, cfg.seed)
+        ctrl.to_parquet(work.path / "controls.parquet", index=False)
         interp.to_parquet(work.path / "interpolation.parquet", index=False)
         cav.to_parquet(work.path / "cav.parquet", index=False)
         classifiers.to_parquet(work.path / "cav_classifiers.parquet", index=False)
@@ -92,7 +97,8 @@ def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore, d
                             by_experiment={f"{e}/{sy}": int(n) for (e, sy), n
                                            in gens.groupby(["experiment", "system"]).size().items()},
                             seconds=round(time.perf_counter() - t0, 1),
-                            headline=headline(scores, cav, classifiers))
+                            headline=headline(scores, cav, classifiers),
+                            controls=controls_summary(ctrl))
 
     return publish(store, EVALUATE, arts, cfg.to_dict(), build, resumable=True)
 

@@ -1,5 +1,6 @@
 """What a report artifact holds, file by file (``REPORT_FILES``)::
 
+    report/<v>/controls.parquet     does the text follow the vector: specificity, shuffled controls, facts
     report/<v>/per_task.parquet     SC of movie descriptions per task and split (generalisation)
     report/<v>/headline.parquet     the headline figures, one per row (section, name, system, n, value, ...)
     report/<v>/per_task_sc.png      normalised SC per task on held-out movies, ELM vs baseline
@@ -13,6 +14,7 @@ A plot whose experiment was not run is not written, and the page says so.
 
 from __future__ import annotations
 
+CONTROLS_FILE = "controls.parquet"
 PER_TASK_FILE = "per_task.parquet"
 HEADLINE_FILE = "headline.parquet"
 PER_TASK_PNG = "per_task_sc.png"
@@ -22,6 +24,8 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
 REPORT_FILES = {
+    CONTROLS_FILE: "does the text follow the vector: measure, system, n, value, low, high (95% bootstrap interval "
+                   "over movies), control (the shuffled control); absent for an evaluation made before controls",
     PER_TASK_FILE: "SC of movie descriptions per task: split (heldout|train), task, n, elm, baseline, truth, random, "
                    "elm_normalised, baseline_normalised",
     HEADLINE_FILE: "the headline figures: section, name, system, n, value, random, truth, normalised "

@@ -93,6 +93,25 @@ class _Page:
     not_run: set[str]
     plots: dict[str, bool] = field(default_factory=dict)
     eval_config: dict | None = None
+    controls: pd.DataFrame | None = None
+    """controls.parquet of the evaluation (None for one made before it existed)."""
+
+
+CONTROLS_INTRO = (
+    "First the question every other number depends on: does the text depend on the vector it was given? "
+    "Each system's held-out texts are scored against their own movie's vector and against a shuffled movie's; "
+    "*specificity* is the difference (0 for a text that ignores its input). Every text is cleaned the same "
+    "way before scoring: sentences naming the movie are removed. Facts are read back from the summaries "
+    "(the decade and the genres they state) and compared with the movie's, and with a shuffled movie's. "
+    "Brackets: 95% bootstrap intervals over movies.")
+
+
+def _controls_md(ctrl: pd.DataFrame) -> str:
+    from elm.evaluate.controls import controls_table, verdict
+
+    header, rows = controls_table(ctrl)
+    sentences = "\n".join(f"- {md_text(s)}" for s in verdict(ctrl))
+    return sentences + "\n\n" + md_table(header, [[md_text(c) for c in r] for r in rows], "l" + "r" * (len(header) - 1))
 
 
 def _headline_md(h: pd.DataFrame) -> str:
@@ -207,6 +226,10 @@ def _render_markdown(p: _Page) -> str:
         + (f"; model `{md_text(model)}`" if model else "") + ".",
         "## How to read this",
         HOW_TO_READ,
+    ]
+    if p.controls is not None and not p.controls.empty:
+        parts += ["## Does the text follow the vector?", _controls_md(p.controls), CONTROLS_INTRO]
+    parts += [
         "## Headline",
         _headline_md(p.headline),
         "## Generalisation: SC per task on held-out movies",

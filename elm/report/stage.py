@@ -18,8 +18,10 @@ from typing import Any
 import pandas as pd
 
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
-from elm.lineage import StageSpec, publish
+from elm.evaluate.controls import controls_text
+from elm.lineage import StageSpec, publish, read_tables
 from elm.report.files import (
+    CONTROLS_FILE,
     REPORT_FILES,
     CAV_PNG,
     HEADLINE_FILE,
@@ -47,7 +49,8 @@ from elm.report.queries import (
 
 log = logging.getLogger(__name__)
 
-REPORT = StageSpec("report", inputs=("evaluate",), files=tuple(REPORT_FILES), code_version="1")
+REPORT = StageSpec("report", inputs=("evaluate",), files=tuple(REPORT_FILES),
+                   code_version="2")  # 2: the controls section and controls.parquet
 EVAL_CONFIG = "eval_config.json"
 
 
@@ -102,11 +105,15 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
         per_task = query(con, PER_TASK_SQL)
         headline = headline_table(con)
         config_path = evaluate_art.path / EVAL_CONFIG
+        controls = read_tables(evaluate_art, ("controls",), optional=("controls",)).get("controls")
+        if controls is not None:
+            controls.to_parquet(work.path / CONTROLS_FILE, index=False)
         page = _Page(
             evaluate=evaluate_art, per_task=per_task, headline=headline,
             classifiers=query(con, CAV_CLASSIFIERS_SQL), examples=query(con, EXAMPLES_SQL),
             interpolation_example=query(con, INTERPOLATION_EXAMPLE_SQL), cav_example=query(con, CAV_EXAMPLE_SQL),
             not_run=not_run, eval_config=json.loads(config_path.read_text()) if config_path.exists() else None,
+            controls=controls,
         )
         per_task.to_parquet(work.path / PER_TASK_FILE, index=False)
         headline.to_parquet(work.path / HEADLINE_FILE, index=False)
@@ -169,6 +176,8 @@ def headline_text(report_art: Artifact) -> str:
             prev = r.section
             lines.append(f"  {section:<15}{r.name:<{w + 2}}{r.system:<12}{r.n:>5}{_num(r.value):>9}"
                          f"{_num(r.random):>9}{_num(r.truth):>9}{_num(r.normalised):>12}")
+    if (report_art.path / CONTROLS_FILE).exists():
+        lines.append(controls_text(pd.read_parquet(report_art.file(CONTROLS_FILE))))
     not_run = report_art.summary.get("not_run", [])
     if not_run:
         lines.append(f"  not run: {', '.join(not_run)}")

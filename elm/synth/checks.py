@@ -75,6 +75,17 @@ def _pieces(text: str) -> tuple[list[str], str]:
     return [p.strip() for p in _SENTENCE.split(text) if p.strip()], " "
 
 
+def strip_names(text: str, avoid: tuple[str, ...]) -> tuple[str, bool]:
+    """The text without its sentences (or list lines) that name any of ``avoid``, and whether it named one.
+    Names shorter than MIN_NAME_CHARS are ignored ("M", "Up" would match ordinary words). Every text that is
+    scored goes through this, so no system scores by naming the movie its vector stands for."""
+    avoid = tuple(n for n in avoid if isinstance(n, str) and len(n.strip()) >= MIN_NAME_CHARS)
+    if not avoid or not any(mentions(text, n) for n in avoid):
+        return text, False
+    pieces, sep = _pieces(text)
+    return sep.join(s for s in pieces if not any(mentions(s, n) for n in avoid)), True
+
+
 def _truncate(text: str, max_words: int) -> str:
     """Whole sentences (or lines) up to max_words; one over-long first sentence is cut at a word."""
     pieces, sep = _pieces(text)
@@ -99,13 +110,10 @@ def check_target(text: str, *, max_tokens: int, avoid: tuple[str, ...] = (), pro
     if not text:
         return Checked("", "empty")
 
-    avoid = tuple(n for n in avoid if isinstance(n, str) and len(n.strip()) >= MIN_NAME_CHARS)
-    if avoid and any(mentions(text, n) for n in avoid):
-        pieces, sep = _pieces(text)
-        kept = [s for s in pieces if not any(mentions(s, n) for n in avoid)]
-        if not kept:
-            return Checked("", "names_title")
-        text = sep.join(kept)
+    text, named = strip_names(text, avoid)
+    if named and not text:
+        return Checked("", "names_title")
+    if named:
         changed.append("stripped_title")
 
     words = _words(text)

@@ -1,0 +1,231 @@
+"""Does the text follow the vector? The controls of an evaluation, each with its bootstrap interval.
+
+A score without its control is not a result: a model that writes one text per task scores above the
+``random`` reference (measured on the teacher's texts) without reading anything. So, on the held-out movie
+rows of the generalisation experiment, for every system (elm, baseline, truth = the teacher):
+
+    sc                   mean SC of the cleaned text against its own movie's vector
+    sc_shuffled          the same texts against a shuffled movie's vector (same task)
+    specificity          sc - sc_shuffled: 0 for a text that ignores its input
+    specificity_ratio    a system's specificity over the teacher's, on the same rows (1: reads as well)
+    normalised           (sc - teacher's sc_shuffled) / (teacher's sc - teacher's sc_shuffled)
+    named                share of raw texts that named their movie (removed before scoring)
+    sc_raw               mean SC before that cleaning
+    distinct             share of distinct texts among the answers to one task, averaged over tasks
+    decade, genre_f1, genre_precision, genre_recall
+                         facts read back from summaries (elm/metrics/facts.py); ``control`` holds the same
+                         measure against a shuffled movie's facts
+
+Intervals resample movies (bootstrap over entities, elm/metrics/bootstrap.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from elm.embed.splits import HELDOUT
+from elm.evaluate.config import SUMMARY_TASK
+from elm.metrics.bootstrap import interval
+from elm.metrics.facts import fact_scores
+from elm.metrics.semantic_consistency import random_partner
+
+COLUMNS = ["measure", "system", "n", "value", "low", "high", "control"]
+"""controls.parquet: n counts what the value averages over (movies, tasks); control: the measure's own
+shuffled control where it has one (for facts: the text against another movie's facts)."""
+
+SYSTEMS = ("elm", "baseline", "truth")
+
+
+def _by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(entity ids, per-entity sums, per-entity counts) of a column's finite values."""
+    d = d[np.isfinite(d[column])]
+    g = d.groupby("entity_id")[column]
+    return g.sum().index.to_numpy(), g.sum().to_numpy(float), g.count().to_numpy(float)
+
+
+def _pooled(sums: np.ndarray, counts: np.ndarray, seed: int) -> tuple[float, float, float]:
+    if counts.sum() == 0:
+        return np.nan, np.nan, np.nan
+    value = sums.sum() / counts.sum()
+    return (float(value), *interval(lambda i: sums[i].sum() / counts[i].sum(), len(sums), seed=seed))
+
+
+def _row(measure: str, system: str, n: int, est: tuple[float, float, float], control: float = np.nan) -> dict:
+    return dict(measure=measure, system=system, n=int(n), value=est[0], low=est[1], high=est[2], control=control)
+
+
+def sc_controls(held: pd.DataFrame, seed: int) -> list[dict]:
+    rows = []
+    truth = held[held["system"] == "truth"].assign(spec=lambda d: d["sc"] - d["sc_random"])
+    t_ids, t_spec, t_n = _by_entity(truth, "spec")
+    _, t_sc, t_scn = _by_entity(truth, "sc")
+    _, t_rand, t_rn = _by_entity(truth, "sc_random")
+    for system in SYSTEMS:
+        d = held[held["system"] == system].assign(spec=lambda d: d["sc"] - d["sc_random"])
+        if d.empty:
+            continue
+        for measure, column in (("sc", "sc"), ("sc_shuffled", "sc_random"), ("specificity", "spec"),
+                                ("sc_raw", "sc_raw")):
+            _, sums, counts = _by_entity(d, column)
+            rows.append(_row(measure, system, len(sums), _pooled(sums, counts, seed)))
+        named = d["named"].astype(float).to_numpy()
+        rows.append(_row("named", system, len(d), (named.mean(), *interval(lambda i: named[i].mean(), len(named),
+                                                                            seed=seed))))
+        # Ratios on the movies both have, resampled together (paired): the teacher's spread is part of it.
+        ids, spec, n = _by_entity(d, "spec")
+        _, sc, scn = _by_entity(d, "sc")
+        common, a, b = np.intersect1d(ids, t_ids, return_indices=True)
+        if len(common) and system != "truth":
+            def ratio(i, a=a, b=b, spec=spec, n=n):
+                den = t_spec[b][i].sum() / t_n[b][i].sum()
+                return (spec[a][i].sum() / n[a][i].sum()) / den if den > 0 else np.nan
+            value = ratio(np.arange(len(common)))
+            rows.append(_row("specificity_ratio", system, len(common),
+                             (value, *interval(ratio, len(common), seed=seed))))
+
+            def norm(i, a=a, b=b, sc=sc, scn=scn):
+                rand = t_rand[b][i].sum() / t_rn[b][i].sum()
+                top = t_sc[b][i].sum() / t_scn[b][i].sum()
+                return (sc[a][i].sum() / scn[a][i].sum() - rand) / (top - rand) if top - rand > 0.005 else np.nan
+            rows.append(_row("normalised", system, len(common),
+                             (norm(np.arange(len(common))), *interval(norm, len(common), seed=seed))))
+    return rows
+
+
+def distinct_controls(held: pd.DataFrame) -> list[dict]:
+    rows = []
+    for system in SYSTEMS:
+        d = held[held["system"] == system]
+        if d.empty:
+            continue
+        per_task = d.groupby("task")["output"].agg(lambda s: s.str.strip().str.lower().nunique() / len(s))
+        rows.append(_row("distinct", system, len(per_task), (float(per_task.mean()), np.nan, np.nan)))
+        if SUMMARY_TASK in per_task:
+            n = int((d["task"] == SUMMARY_TASK).sum())
+            rows.append(_row("distinct_summary", system, n, (float(per_task[SUMMARY_TASK]), np.nan, np.nan)))
+    return rows
+
+
+def fact_controls(held: pd.DataFrame, movies: pd.DataFrame, seed: int) -> list[dict]:
+    """Facts read back from held-out summaries, against the movie's facts and a shuffled movie's."""
+    facts = movies.set_index("movieId")[["year", "genres"]]
+    rows = []
+    for system in SYSTEMS:
+        d = held[(held["system"] == system) & (held["task"] == SUMMARY_TASK)].reset_index(drop=True)
+        d = d[d["entity_id"].isin(facts.index)].reset_index(drop=True)
+        if len(d) < 2:
+            continue
+        other = random_partner(len(d), seed)
+        own = pd.DataFrame([fact_scores(t, *facts.loc[int(e)]) for t, e in zip(d["output"], d["entity_id"])])
+        shuf = pd.DataFrame([fact_scores(t, *facts.loc[int(d["entity_id"][j])]) for t, j in zip(d["output"], other)])
+        for measure in ("decade", "genre_f1", "genre_precision", "genre_recall"):
+            x = own[measure].to_numpy(float)
+            ok = np.isfinite(x)
+            if not ok.any():
+                continue
+            x = x[ok]
+            est = (float(x.mean()), *interval(lambda i, x=x: x[i].mean(), len(x), seed=seed))
+            rows.append(_row(measure, system, len(x), est, float(np.nanmean(shuf[measure].to_numpy(float)))))
+    return rows
+
+
+def controls(gens: pd.DataFrame, movies: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """controls.parquet of an evaluation (see the module docstring)."""
+    g = gens[(gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT)
+             & (gens["entity_kind"] == "movie")]
+    rows = sc_controls(g, seed) + distinct_controls(g) + fact_controls(g, movies, seed)
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out["n"] = out["n"].astype("int64")
+    return out
+
+
+def controls_summary(ctrl: pd.DataFrame) -> dict:
+    """measure -> system -> [value, low, high, control], rounded: the manifest summary's copy."""
+    def r(x):
+        return None if x is None or not np.isfinite(x) else round(float(x), 3)
+
+    out: dict = {}
+    for row in ctrl.itertuples():
+        out.setdefault(row.measure, {})[row.system] = [r(row.value), r(row.low), r(row.high), r(row.control)]
+    return out
+
+
+LABELS = [("sc", "SC against its own movie"), ("sc_shuffled", "SC against a shuffled movie"),
+          ("specificity", "specificity (own - shuffled)"), ("specificity_ratio", "specificity / teacher's"),
+          ("normalised", "normalised SC (0 random, 1 teacher)"), ("named", "share that named the movie"),
+          ("sc_raw", "SC before removing the name"), ("distinct", "distinct texts per task"),
+          ("distinct_summary", "distinct summaries"), ("decade", "decade stated right"),
+          ("genre_f1", "genre F1"), ("genre_precision", "genre precision"), ("genre_recall", "genre recall")]
+"""The measures in reading order, with what a person calls them."""
+
+
+def _cell(row) -> str:
+    if row is None or not np.isfinite(row.value):
+        return "-"
+    text = f"{row.value:.3f}"
+    if np.isfinite(row.low):
+        text += f" [{row.low:.3f}, {row.high:.3f}]"
+    if np.isfinite(row.control):
+        text += f" (shuffled {row.control:.3f})"
+    return text
+
+
+def controls_table(ctrl: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the controls as text cells: value [95% interval] (shuffled control)."""
+    systems = [s for s in SYSTEMS if s in set(ctrl["system"])]
+    header = ["measure (held-out movies)"] + [{"truth": "teacher"}.get(s, s) for s in systems]
+    rows = []
+    for measure, label in LABELS:
+        d = ctrl[ctrl["measure"] == measure]
+        if d.empty:
+            continue
+        by = {r.system: r for r in d.itertuples()}
+        rows.append([label] + [_cell(by.get(s)) for s in systems])
+    return header, rows
+
+
+def controls_text(ctrl: pd.DataFrame) -> str:
+    header, rows = controls_table(ctrl)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["does the text follow the vector? (95% bootstrap intervals over movies; shuffled: the same texts "
+             "against another movie)"]
+    lines += [f"  {s}" for s in verdict(ctrl)]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def verdict(ctrl: pd.DataFrame) -> list[str]:
+    """The controls in plain sentences, generated from the numbers: the first thing a reader should see."""
+    by = {(r.measure, r.system): r for r in ctrl.itertuples()}
+
+    def ci(r, pct: bool = False) -> str:
+        f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.3f}")
+        return f"{f(r.value)} [{f(r.low)}, {f(r.high)}]" if np.isfinite(r.low) else f(r.value)
+
+    out = []
+    spec, teacher = by.get(("specificity", "elm")), by.get(("specificity", "truth"))
+    if spec is not None and np.isfinite(spec.value):
+        reads = np.isfinite(spec.low) and spec.low > 0
+        line = (f"The ELM's text {'depends' if reads else 'does not measurably depend'} on its vector: "
+                f"specificity (SC against its own movie minus against a shuffled one) {ci(spec)}"
+                + ("" if reads else ", an interval that reaches 0"))
+        if teacher is not None and np.isfinite(teacher.value) and ("specificity_ratio", "elm") in by:
+            line += f"; the teacher's is {teacher.value:.3f}, so the ELM has {ci(by['specificity_ratio', 'elm'], True)} of it"
+        out.append(line + ".")
+    if ("normalised", "elm") in by:
+        out.append(f"Normalised SC of the ELM {ci(by['normalised', 'elm'])} (0: as good as a text about another "
+                   "movie, 1: as good as the teacher's text).")
+    if ("normalised", "baseline") in by:
+        named = by.get(("named", "baseline"))
+        out.append(f"The text-only baseline, which reads the title, scores {ci(by['normalised', 'baseline'])} after "
+                   "its sentences naming the movie were removed"
+                   + (f" ({100 * named.value:.0f}% of its texts named it)" if named is not None else "") + ".")
+    dec, gen = by.get(("decade", "elm")), by.get(("genre_f1", "elm"))
+    if dec is not None and gen is not None:
+        out.append(f"Held-out summaries state the movie's decade {ci(dec, True)} of the time (against a shuffled "
+                   f"movie: {100 * dec.control:.0f}%) and its genres with F1 {ci(gen)} (shuffled {gen.control:.3f}).")
+    if ("distinct_summary", "elm") in by:
+        d = by["distinct_summary", "elm"]
+        out.append(f"{100 * d.value:.0f}% of the ELM's {d.n} held-out summaries are distinct texts.")
+    return out

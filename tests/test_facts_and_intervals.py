@@ -1,0 +1,53 @@
+"""Facts read back from texts (elm/metrics/facts.py) and bootstrap intervals (elm/metrics/bootstrap.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from elm.metrics.bootstrap import interval, mean_interval
+from elm.metrics.facts import fact_scores, stated_decades, stated_genres
+
+
+def test_decades_in_the_forms_texts_use():
+    assert stated_decades("A drama from the late 1970s, remade in the 2000s.") == [1970, 2000]
+    assert stated_decades("a '90s comedy") == [1990]
+    assert stated_decades("made in 1994 for 300 people, 1950s style") == [1950]  # a year is not a decade
+    assert stated_decades("") == []
+
+
+def test_genres_by_their_prose_names():
+    assert stated_genres("A funny animated adventure for the whole family") == {"Animation", "Adventure", "Children"}
+    assert stated_genres("Science-fiction suspense with a touch of film noir") == {"Sci-Fi", "Thriller", "Film-Noir"}
+    assert stated_genres("A wartime story") == set()  # whole words only
+
+
+def test_fact_scores_against_the_movie():
+    text = "A comedy from the mid 1990s that mixes adventure and animation."
+    s = fact_scores(text, 1995.0, ["Adventure", "Animation", "Children", "Comedy"])
+    assert s["decade"] == 1.0
+    assert s["genre_precision"] == 1.0 and s["genre_recall"] == 0.75
+    assert s["genre_f1"] == pytest.approx(2 * 0.75 / 1.75)
+    wrong = fact_scores(text, 1974, ["Horror"])
+    assert wrong["decade"] == 0.0 and wrong["genre_f1"] == 0.0
+    silent = fact_scores("A story about people.", 1995, ["Drama"])
+    assert silent["decade"] == 0.0 and silent["genre_f1"] == 0.0 and np.isnan(silent["genre_precision"])
+    assert np.isnan(fact_scores(text, float("nan"), [])["decade"])
+
+
+def test_intervals_cover_the_true_mean_at_about_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    hits = 0
+    trials = 200
+    for t in range(trials):
+        x = rng.exponential(2.0, 40)  # skewed, as per-movie scores are; true mean 2.0
+        _, lo, hi = mean_interval(x, n_boot=400, seed=t)
+        hits += lo <= 2.0 <= hi
+    assert 0.88 <= hits / trials <= 0.99, hits / trials
+
+
+def test_intervals_need_two_entities_and_a_defined_statistic():
+    assert np.isnan(interval(lambda i: 1.0, 1)).all()
+    assert np.isnan(interval(lambda i: np.nan, 10)).all()
+    m, lo, hi = mean_interval([1.0, np.nan, 3.0, 2.0])
+    assert m == 2.0 and lo < 2.0 < hi
