@@ -5,7 +5,9 @@ A score without its control is not a result: a model that writes one text per ta
 rows of the generalisation experiment, for every system (elm, baseline, truth = the teacher):
 
     sc                   mean SC of the cleaned text against its own movie's vector
-    sc_shuffled          the same texts against a shuffled movie's vector (same task)
+    sc_shuffled          the same texts against a shuffled movie's vector (same task). For the ELM this is also
+                         the shuffled-input control: decoding is greedy, so the ELM given movie j's vector
+                         writes exactly its text for j, and scoring that against movie i is this pairing
     specificity          sc - sc_shuffled: 0 for a text that ignores its input
     specificity_ratio    a system's specificity over the teacher's, on the same rows (1: reads as well)
     normalised           (sc - teacher's sc_shuffled) / (teacher's sc - teacher's sc_shuffled)
