@@ -153,6 +153,17 @@ def test_publishes_tables_plots_and_page(built):
     assert all(p.suffix in allowed for p in art.path.iterdir())
 
 
+def test_per_task_values_carry_bootstrap_intervals(built):
+    _, _, _, art, _ = built
+    per_task = pd.read_parquet(art.file("per_task.parquet"))
+    for system in ("elm", "baseline"):
+        v, lo, hi = (per_task[f"{system}_normalised{x}"] for x in ("", "_low", "_high"))
+        assert lo.notna().all() and (lo <= hi).all()
+        assert ((lo <= v + 1e-9) & (v - 1e-9 <= hi)).mean() >= 0.8  # the estimate sits inside its interval
+        assert (hi - lo > 0).all()  # 4 movies per task: no interval is a point
+    assert "\\[" in art.file("report.md").read_text()  # shown as value [low, high] in the per-task table
+
+
 def test_the_page_opens_with_the_controls(built):
     _, _, tables, art, _ = built
     md = art.file("report.md").read_text()

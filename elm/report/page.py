@@ -129,8 +129,14 @@ def _per_task_md(per_task: pd.DataFrame) -> str:
     d = held.merge(train, on="task", how="outer").sort_values("task")
     if d.empty:
         return "No movie SC scores in this evaluate artifact."
+    def ci(r, system: str) -> str:
+        value, lo, hi = (getattr(r, f"{system}_normalised{x}", None) for x in ("", "_low", "_high"))
+        if lo is None or pd.isna(lo):
+            return _num(value)
+        return f"{_num(value)} [{_num(lo)}, {_num(hi)}]"
+
     rows = [[f"`{r.task}`", _num(r.n, 0), _num(r.elm), _num(r.baseline), _num(r.random), _num(r.truth),
-             _num(r.elm_normalised), _num(r.baseline_normalised), _num(r.elm_normalised_train)]
+             md_text(ci(r, "elm")), md_text(ci(r, "baseline")), _num(r.elm_normalised_train)]
             for r in d.itertuples()]
     return md_table(["task", "n", "ELM SC", "baseline SC", "random", "truth", "ELM norm.", "baseline norm.",
                      "ELM norm. (train)"], rows, "lrrrrrrrr")

@@ -36,19 +36,35 @@ def plot_per_task(per_task: pd.DataFrame, path: Path) -> bool:
     h = 0.4
     fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.34 * len(d)))
     has_baseline = d["baseline_normalised"].notna().any()
+
+    def err(system: str):
+        """95% intervals as error bars, where the per-task table has them (elm/report/intervals.py)."""
+        lo, hi = f"{system}_normalised_low", f"{system}_normalised_high"
+        if lo not in d or not d[lo].notna().any():
+            return None
+        v = d[f"{system}_normalised"]
+        return [(v - d[lo]).clip(lower=0).fillna(0), (d[hi] - v).clip(lower=0).fillna(0)]
+
     ax.barh([v + (h / 2 if has_baseline else 0) for v in y], d["elm_normalised"], height=h,
-            color=SYSTEM_STYLE["elm"][1], label=SYSTEM_STYLE["elm"][0])
+            color=SYSTEM_STYLE["elm"][1], label=SYSTEM_STYLE["elm"][0], xerr=err("elm"),
+            error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "black"})
     if has_baseline:
         ax.barh([v - h / 2 for v in y], d["baseline_normalised"], height=h, color=SYSTEM_STYLE["baseline"][1],
-                label=SYSTEM_STYLE["baseline"][0])
+                label=SYSTEM_STYLE["baseline"][0], xerr=err("baseline"),
+                error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "dimgrey"})
     ax.axvline(0, ls="--", lw=1, color="grey", label="random (0)")
     ax.axvline(1, ls="--", lw=1, color="black", label="teacher (1)")
     ax.set_yticks(y, d["task"])
     # below-random tasks happen (an untrained ELM); keep the random line off the axis spine either way
     lowest = pd.concat([d["elm_normalised"], d["baseline_normalised"]]).min()
     ax.set_xlim(left=min(-0.1, lowest - 0.05) if pd.notna(lowest) else -0.1)
+    # Intervals of 6 movies can span several units: show them to 3 at most, so the bars stay readable.
+    ends = pd.concat([d.get(f"{s}_normalised{x}", pd.Series(dtype=float)) for s in ("elm", "baseline")
+                      for x in ("", "_low", "_high")])
+    if ends.notna().any():
+        ax.set_xlim(max(-1.5, min(ax.get_xlim()[0], ends.min() - 0.05)), min(3.0, max(1.1, ends.max() + 0.05)))
     ax.set_xlabel("normalised SC  (0 = a random movie's text, 1 = the teacher's text)")
-    ax.set_title(f"SC per task, held-out movies (up to {int(d['n'].max())} per task)")
+    ax.set_title(f"SC per task, held-out movies (up to {int(d['n'].max())} per task; bars: 95% intervals)")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, [ax], path)
     return True

@@ -32,6 +32,7 @@ from elm.report.files import (
     REPORT_MD,
 )
 from elm.report.html import markdown_to_html
+from elm.report.intervals import per_task_intervals
 from elm.report.page import _num, _Page, _render_markdown
 from elm.report.plots import plot_cav, plot_interpolation, plot_per_task
 from elm.report.queries import (
@@ -50,7 +51,7 @@ from elm.report.queries import (
 log = logging.getLogger(__name__)
 
 REPORT = StageSpec("report", inputs=("evaluate",), files=tuple(REPORT_FILES),
-                   code_version="2")  # 2: the controls section and controls.parquet
+                   code_version="3")  # 2: the controls section and controls.parquet; 3: per-task intervals
 EVAL_CONFIG = "eval_config.json"
 
 
@@ -103,6 +104,8 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
     def build(work: WorkDir) -> None:
         con, not_run = open_evaluate(evaluate_art)
         per_task = query(con, PER_TASK_SQL)
+        gens = read_tables(evaluate_art, ("generations",))["generations"]
+        per_task = per_task.merge(per_task_intervals(gens), on=["split", "task"], how="left")
         headline = headline_table(con)
         config_path = evaluate_art.path / EVAL_CONFIG
         controls = read_tables(evaluate_art, ("controls",), optional=("controls",)).get("controls")
