@@ -10,7 +10,8 @@ import pytest
 from elm.synth.facts import movie_facts, user_facts
 from elm.synth.catalog import (EMB_TOKEN, MOVIE_TASKS, TASKS, USER_TASKS, Task, get_task, render_elm_prompt,
                               render_teacher_prompt, select_tasks, slot_fields)
-from elm.synth.teachers.template import TOKENS_PER_WORD, TemplateTeacher, genre_info
+from elm.synth.teachers.template import TOKENS_PER_WORD, TemplateTeacher
+from elm.synth.teachers.template_genres import genre_info
 
 TOY_STORY, JUMANJI = 1, 2
 

@@ -8,13 +8,14 @@ the ELM must learn to describe a vector, not to recall a title.
     TemplateTeacher().generate(TASKS["summary"], movie_facts_row)
     -> "An animated film from the mid 1990s that mixes adventure, animation, family entertainment and comedy. ..."
 
-Why this file is long: it is the text of 24 tasks' templates (a phrase table and a small function per
-task). Read top to bottom it is one catalog; split by task it would scatter the shared phrase helpers.
+The words per genre are in template_genres.py; this file holds the sentences.
+
+Why this file is long: one small function per task, 24 of them, over shared helpers; read top to
+bottom it is the catalog of what the template says, and split by task it would scatter those helpers.
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from elm.synth.catalog import Task
+from elm.synth.checks import mentions
+from elm.synth.facts import NOT_A_GENRE  # a screen format says nothing about the story
+from elm.synth.teachers.template_genres import FALLBACK_STRENGTHS, FALLBACK_WEAKNESSES, Genre, genre_info
 
 TOKENS_PER_WORD = 1.4
 """Rough tokenizer ratio for English prose, used to keep targets within max_target_tokens."""
@@ -33,75 +37,6 @@ MIN_NAME_CHARS = 4
 """Sentences naming the movie are dropped, but titles shorter than this ("It", "Up", "M") are everyday words."""
 
 
-@dataclass(frozen=True)
-class Genre:
-    """What the template may say about a movie of one genre."""
-
-    noun: str
-    """How the genre is named in prose."""
-    strength: str
-    """A virtue movies of the genre can claim."""
-    weakness: str
-    """A flaw movies of the genre are often blamed for."""
-    audience: str
-    """Who tends to enjoy it."""
-    child: str
-    """How a ten-year-old would be told about it."""
-
-
-GENRES: dict[str, Genre] = {
-    "Action": Genre("action", "energetic, well-staged action", "action that can feel noisy and repetitive",
-                    "viewers who like adrenaline", "has exciting chases and fights"),
-    "Adventure": Genre("adventure", "a real sense of adventure and discovery",
-                       "a quest structure that can feel familiar", "fans of grand adventures", "goes on a big adventure"),
-    "Animation": Genre("animation", "inventive, colourful animation", "a cartoon style that not every adult warms to",
-                       "lovers of animated films", "is a cartoon"),
-    "Children": Genre("family entertainment", "warmth that works for the whole family",
-                      "a simplicity some adults may find too soft", "families with children", "is made for kids"),
-    "Comedy": Genre("comedy", "plenty of laughs", "jokes that do not always land", "anyone who wants a good laugh",
-                    "has lots of funny parts"),
-    "Crime": Genre("crime", "a gripping look at the criminal world", "crime-story conventions it rarely escapes",
-                   "fans of crime stories", "is about catching bad guys"),
-    "Documentary": Genre("documentary", "real-world insight", "a factual pace that can feel slow",
-                         "viewers curious about real events", "shows real people and true events"),
-    "Drama": Genre("drama", "emotionally engaging characters", "heavy dramatic stretches",
-                   "viewers who like character-driven stories", "shows people with big feelings"),
-    "Fantasy": Genre("fantasy", "imaginative world-building", "fantastical logic that asks a lot of belief",
-                     "fans of fantasy", "has magic and make-believe"),
-    "Film-Noir": Genre("film noir", "a moody, shadowy atmosphere", "a bleak, cynical tone", "fans of classic noir",
-                       "is a dark detective story"),
-    "Horror": Genre("horror", "genuine scares", "gore and dread that will put off the squeamish", "horror fans",
-                    "is very scary, so it is for grown-ups"),
-    "Musical": Genre("music", "memorable songs", "musical numbers that interrupt the story", "lovers of musicals",
-                     "has lots of songs"),
-    "Mystery": Genre("mystery", "an intriguing puzzle", "a twisty plot that can be hard to follow",
-                     "viewers who love a puzzle", "has a mystery to solve"),
-    "Romance": Genre("romance", "a touching love story", "romantic clichés", "fans of love stories",
-                     "is about people falling in love"),
-    "Sci-Fi": Genre("science fiction", "thought-provoking science-fiction ideas", "ideas that are not fully explored",
-                    "science-fiction fans", "has future technology"),
-    "Thriller": Genre("suspense", "taut suspense", "twists that can feel contrived", "fans of thrillers",
-                      "keeps you on the edge of your seat"),
-    "War": Genre("war", "a powerful portrait of conflict", "harrowing violence", "viewers interested in history",
-                 "is about soldiers in a war"),
-    "Western": Genre("western", "sweeping frontier atmosphere", "a slow, old-fashioned pace", "fans of westerns",
-                     "has cowboys"),
-}
-NOT_A_GENRE = frozenset({"IMAX", "(no genres listed)"})  # a screen format says nothing about the story
-
-# When the facts run short: generic, so they claim nothing specific about the movie.
-_STRENGTHS = ("a distinctive tone", "a story that keeps moving", "a clear point of view")
-_WEAKNESSES = ("a pace that will not suit every viewer", "a tone that can feel uneven", "moments that drag")
-
-
-def genre_info(genre: str) -> Genre:
-    """Known genres from GENRES; any other (another dataset's) gets generic wording built from its name."""
-    if genre in GENRES:
-        return GENRES[genre]
-    g = genre.lower()
-    return Genre(g, f"solid {g} storytelling", f"{g} conventions it rarely escapes", f"{g} fans", f"is a {g} story")
-
-
 # -----------------------------------------------------------------------------
 # what the facts allow us to say about one movie
 
@@ -111,11 +46,6 @@ def _as_list(x) -> list:
     if isinstance(x, (list, tuple, np.ndarray)):
         return list(x)
     return [] if x is None or pd.isna(x) else [x]
-
-
-def _mentions(text: str, name: str) -> bool:
-    """Whether text contains name as whole words, ignoring case."""
-    return bool(name) and re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", text.lower()) is not None
 
 
 def _and(items) -> str:
@@ -165,7 +95,7 @@ class Movie:
             t = str(t).strip().lower()
             # A tag that names the movie leaks its identity; one that repeats a genre adds nothing.
             if (not t or len(t) > 40 or t in nouns or t in tags
-                    or any(_mentions(t, n) or _mentions(n, t) for n in names)):
+                    or any(mentions(t, n) or mentions(n, t) for n in names)):
                 continue
             tags.append(t)
         if not genres and not tags and year is None:
@@ -205,12 +135,12 @@ class Movie:
     @property
     def s(self) -> list[str]:
         """Strengths, genre ones first; always at least three."""
-        return [g.strength for g in self.genres] + list(_STRENGTHS)
+        return [g.strength for g in self.genres] + list(FALLBACK_STRENGTHS)
 
     @property
     def w(self) -> list[str]:
         """Weaknesses, genre ones first; always at least three."""
-        return [g.weakness for g in self.genres] + list(_WEAKNESSES)
+        return [g.weakness for g in self.genres] + list(FALLBACK_WEAKNESSES)
 
     @property
     def aud(self) -> list[str]:
@@ -230,7 +160,7 @@ def _fit(parts: list[str | None], max_tokens: int, avoid: tuple[str, ...] = (), 
     n_items: a numbered list of exactly that many of the parts (the rest are spares for dropped ones).
     """
     avoid = tuple(n for n in avoid if isinstance(n, str) and len(n.strip()) >= MIN_NAME_CHARS)
-    parts = [p for p in parts if p and not any(_mentions(p, n) for n in avoid)]
+    parts = [p for p in parts if p and not any(mentions(p, n) for n in avoid)]
     if n_items is not None:
         if len(parts) < n_items:
             raise ValueError(f"only {len(parts)} of {n_items} items can be written without naming {avoid}")
@@ -335,14 +265,14 @@ def _five_positive(m, pick):
     items = [m.s[i] for i in range(len(m.genres))]
     items += [f'what fans call "{t}"' for t in m.tags]
     items += [f"the feel of its era, the {m.era}"] if m.era else []
-    return items + list(_STRENGTHS) + ["broad appeal for " + m.aud[0]]  # spares: generate keeps five
+    return items + list(FALLBACK_STRENGTHS) + ["broad appeal for " + m.aud[0]]  # spares: generate keeps five
 
 
 def _five_negative(m, pick):
     items = [m.w[i] for i in range(len(m.genres))]
     items += [f'a focus on "{t}" that not everyone will enjoy' for t in m.tags]
     items += [f"a {m.era} style that may feel dated today"] if m.era else []
-    return items + list(_WEAKNESSES) + ["little to offer viewers outside " + m.aud[0]]
+    return items + list(FALLBACK_WEAKNESSES) + ["little to offer viewers outside " + m.aud[0]]
 
 
 def _rewrite(m: Movie, pick: _Picker, mood: str, genre: str, change: str, result: str) -> list[str]:
