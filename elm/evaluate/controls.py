@@ -42,8 +42,8 @@ SYSTEMS = ("elm", "baseline", "truth")
 def _by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(entity ids, per-entity sums, per-entity counts) of a column's finite values."""
     d = d[np.isfinite(d[column])]
-    g = d.groupby("entity_id")[column]
-    return g.sum().index.to_numpy(), g.sum().to_numpy(float), g.count().to_numpy(float)
+    g = d.groupby("entity_id")[column].agg(["sum", "count"])
+    return g.index.to_numpy(), g["sum"].to_numpy(float), g["count"].to_numpy(float)
 
 
 def _pooled(sums: np.ndarray, counts: np.ndarray, seed: int) -> tuple[float, float, float]:
