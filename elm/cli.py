@@ -317,7 +317,10 @@ def train(
 
 @app.command()
 def evaluate(
-    heldout_per_task: Optional[int] = typer.Option(None, help="Held-out entities scored per task. (default: 6)"),
+    heldout_per_task: Optional[int] = typer.Option(None, help="Held-out movies scored per movie task. (default: 12)"),
+    heldout_users: Optional[int] = typer.Option(None, help="Held-out users whose profiles are scored. (default: 30)"),
+    baseline_per_task: Optional[int] = typer.Option(None, help="Of those movies, how many the text-only baseline "
+                                                    "answers per task (it is the slowest system). (default: 6)"),
     train_per_task: Optional[int] = typer.Option(None, help="Training entities per task, for the train/held-out "
                                                  "gap; 0 skips. (default: 2)"),
     tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks (default: every task with held-out "
@@ -326,13 +329,15 @@ def evaluate(
                                             "baseline (the base LLM reading titles). (default: on)"),
     max_new_tokens: Optional[int] = typer.Option(None, help="Cap on generated tokens per text. (default: 96)"),
     movie_pairs: Optional[int] = typer.Option(None, help="Movie pairs interpolated (Forrest Gump + others); 0 "
-                                              "skips. (default: 2)"),
-    user_pairs: Optional[int] = typer.Option(None, help="User pairs interpolated, scored with BC. (default: 1)"),
+                                              "skips. (default: 10)"),
+    user_pairs: Optional[int] = typer.Option(None, help="User pairs interpolated, scored with BC. (default: 3)"),
     cav_attributes: Optional[str] = typer.Option(None, help="Comma-separated soft attributes, genre:<Genre> or "
                                                  "tag:<tag>, e.g. genre:Comedy,tag:funny."),
-    cav_movies: Optional[int] = typer.Option(None, help="Held-out movies moved along each CAV. (default: 2)"),
-    cav_users: Optional[int] = typer.Option(None, help="Held-out users moved along each user CAV. (default: 1)"),
+    cav_movies: Optional[int] = typer.Option(None, help="Held-out movies moved along each CAV. (default: 10)"),
+    cav_users: Optional[int] = typer.Option(None, help="Held-out users moved along each user CAV. (default: 10)"),
     batch_size: Optional[int] = typer.Option(None, help="Texts per generate call. (default: 16)"),
+    dtype: Optional[str] = typer.Option(None, help="Weights while generating: auto (bfloat16 where native, else "
+                                        "float32), float32 or bfloat16. (default: auto)"),
     seed: Optional[int] = typer.Option(None, help="Sampled entities and random references. (default: 0)"),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON file of EvalConfig fields "
                                           "(elm/evaluate/stage.py); the flags above override it."),
@@ -362,7 +367,8 @@ def evaluate(
         cfg = EvalConfig.load(config) if config else EvalConfig()
         lists = {k: tuple(x.strip() for x in v.split(",") if x.strip())
                  for k, v in dict(tasks=tasks, cav_attributes=cav_attributes).items() if v is not None}
-        flags = dict(heldout_per_task=heldout_per_task, train_per_task=train_per_task, baseline=baseline,
+        flags = dict(heldout_per_task=heldout_per_task, heldout_users=heldout_users,
+                     baseline_per_task=baseline_per_task, dtype=dtype, train_per_task=train_per_task, baseline=baseline,
                      max_new_tokens=max_new_tokens, movie_pairs=movie_pairs, user_pairs=user_pairs,
                      cav_movies=cav_movies, cav_users=cav_users, batch_size=batch_size, seed=seed)
         cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None}, **lists)

@@ -67,7 +67,8 @@ def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, 
                            stage2=StageConfig(steps=1, lr=1e-4, batch_size=2))
     evaluation = EvalConfig(heldout_per_task=2, train_per_task=1, tasks=("summary", "similarities", "user_profile"),
                             max_new_tokens=8, movie_pairs=1, user_pairs=1, alphas=(0.0, 1.0),
-                            cav_attributes=("genre:Comedy",), cav_alphas=(0.0, 2.0), cav_movies=1, cav_users=1)
+                            cav_attributes=("genre:Comedy",), cav_alphas=(0.0, 2.0), cav_movies=1, cav_users=1,
+                            second_encoder=None)  # its real path is tested in test_evaluation.py
     kw = dict(artifacts_dir=str(store.root), data_dir=str(store.root / "data"), wals=FAST.wals, synthesis=synthesis,
               training=training, evaluation=evaluation)
     versions = elm_flow(**kw)

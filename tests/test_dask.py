@@ -15,7 +15,7 @@ from elm.evaluate.stage import evaluate
 from tasks.runners import make_task_runner
 from tests.test_evaluation import GEN_FILES, SMALL, world  # noqa: F401 - world is a fixture used here
 
-DASKED = EvalConfig(**{**SMALL.to_dict(), "seed": 3})
+DASKED = EvalConfig(**{**SMALL.to_dict(), "seed": 3, "second_encoder": None})
 """SMALL with another seed: another version, so nothing is a cache hit of tests/test_evaluation.py."""
 ROW_KEY = ["experiment", "system", "split", "task", "entity_kind", "entity_id", "partner_id", "attribute", "alpha",
            "space"]

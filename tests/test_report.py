@@ -13,6 +13,7 @@ import pytest
 
 from elm.artifacts import ArtifactStore
 from elm.evaluate.controls import controls
+from elm.evaluate.tables import aggregate_cav
 from elm.report.files import REPORT_FILES
 from elm.report.html import markdown_to_html, simple_markdown
 from elm.report.page import clip
@@ -63,7 +64,8 @@ def make_tables(rng: np.random.Generator, experiments: bool = True) -> dict[str,
                                  sc=0.4 + 0.1 * a if system == "elm" else 0.5 - 0.02 * a))
         for a in CAV_ALPHAS:
             gens.append(_row(experiment="cav", system="elm", task="summary", entity_kind="movie", entity_id=1,
-                             title=HELDOUT[1], alpha=a, attribute="genre:Comedy", output=f"funnier by {a}",
+                             title=HELDOUT[1], alpha=a, attribute="genre:Comedy", space="semantic_movies",
+                             output=f"funnier by {a}",
                              sc=0.5 - 0.02 * a, attribute_score=0.2 + 0.15 * a, nearest_cosine=0.95 - 0.05 * a))
     g = pd.DataFrame(gens)
     g["partner_id"] = g["partner_id"].astype("Int64")
@@ -84,8 +86,6 @@ def make_tables(rng: np.random.Generator, experiments: bool = True) -> dict[str,
     scores = pd.DataFrame(rows)
 
     interp_cols = ["entity_kind", "pair", "a_id", "b_id", "alpha", "system", "metric", "value", "random", "truth"]
-    cav_cols = ["space", "entity_kind", "attribute", "alpha", "metric", "n", "value", "attribute_score", "random",
-                "truth"]
     clf_cols = ["space", "attribute", "n_pos", "n_neg", "n_heldout", "train_accuracy", "heldout_accuracy",
                 "heldout_balanced_accuracy"]
     if experiments:
@@ -97,10 +97,7 @@ def make_tables(rng: np.random.Generator, experiments: bool = True) -> dict[str,
                                "alpha": a, "system": "elm", "metric": "bc", "value": 0.3 + 0.05 * a,
                                "random": 0.1, "truth": 0.45} for a in INTERP_ALPHAS])
         interp = pd.concat([interp, users], ignore_index=True)
-        cv = g[g["experiment"] == "cav"]
-        cav = pd.DataFrame({"space": "semantic_movies", "entity_kind": "movie", "attribute": "genre:Comedy",
-                            "alpha": cv["alpha"], "metric": "sc", "n": 1, "value": cv["sc"],
-                            "attribute_score": cv["attribute_score"], "random": 0.2, "truth": 0.65})
+        cav = aggregate_cav(g, {"movie": (0.2, 0.65), "user": (0.1, 0.45)})
         clf = pd.DataFrame([{"space": "semantic_movies", "attribute": "genre:Comedy", "n_pos": 40, "n_neg": 60,
                              "n_heldout": 25, "train_accuracy": 0.93, "heldout_accuracy": 0.84,
                              "heldout_balanced_accuracy": 0.81}])
@@ -233,6 +230,19 @@ def test_headline_numbers(built):
                                  "genre:Comedy (semantic_movies): classifier held-out acc."]
     assert list(cav["value"]) == pytest.approx([0.2, 0.8, 0.84])
     assert list(h["section"].unique()) == ["generalisation", "user profiles", "interpolation", "cav"]
+
+
+def test_headline_rows_carry_intervals_over_entities(built):
+    _, _, tables, art, _ = built
+    h = pd.read_parquet(art.file("headline.parquet"))
+    for name, system in (("SC movies, held-out, mean over tasks", "elm"), ("BC held-out users, user_profile", "elm")):
+        r = h[(h["name"] == name) & (h["system"] == system)].iloc[0]
+        assert r["value_low"] < r["value"] < r["value_high"], r
+        assert r["normalised_low"] < r["normalised"] < r["normalised_high"], r
+    # one interpolation pair and one moved movie: nothing to resample, so no interval rather than a fake one
+    others = h[h["section"].isin(["interpolation", "cav"])]
+    assert len(others) and others["value_low"].isna().all()
+    assert "[" in headline_text(art).split("SC movies, held-out")[1].splitlines()[0]
 
 
 def test_markdown_and_html(built):

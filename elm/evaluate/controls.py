@@ -37,6 +37,8 @@ COLUMNS = ["measure", "system", "n", "value", "low", "high", "control"]
 shuffled control where it has one (for facts: the text against another movie's facts)."""
 
 SYSTEMS = ("elm", "baseline", "truth")
+SECOND = {m: f"{m}2" for m in ("sc", "sc_shuffled", "specificity", "specificity_ratio", "normalised")}
+"""The SC measures again under the second encoder (second_encoder.py), as <measure>2."""
 
 
 def _by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +139,9 @@ def controls(gens: pd.DataFrame, movies: pd.DataFrame, seed: int = 0) -> pd.Data
     g = gens[(gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT)
              & (gens["entity_kind"] == "movie")]
     rows = sc_controls(g, seed) + distinct_controls(g) + fact_controls(g, movies, seed)
+    if "sc2" in g and g["sc2"].notna().any():  # the same SC controls under the second encoder
+        g2 = g.assign(sc=g["sc2"], sc_random=g["sc2_random"], sc_raw=np.nan)
+        rows += [r | {"measure": SECOND[r["measure"]]} for r in sc_controls(g2, seed) if r["measure"] in SECOND]
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n"] = out["n"].astype("int64")
     return out
@@ -158,7 +163,11 @@ LABELS = [("sc", "SC against its own movie"), ("sc_shuffled", "SC against a shuf
           ("normalised", "normalised SC (0 random, 1 teacher)"), ("named", "share that named the movie"),
           ("sc_raw", "SC before removing the name"), ("distinct", "distinct texts per task"),
           ("distinct_summary", "distinct summaries"), ("decade", "decade stated right"),
-          ("genre_f1", "genre F1"), ("genre_precision", "genre precision"), ("genre_recall", "genre recall")]
+          ("genre_f1", "genre F1"), ("genre_precision", "genre precision"), ("genre_recall", "genre recall"),
+          ("sc2", "second encoder: SC against its own movie"), ("sc_shuffled2", "second encoder: SC, shuffled"),
+          ("specificity2", "second encoder: specificity"),
+          ("specificity_ratio2", "second encoder: specificity / teacher's"),
+          ("normalised2", "second encoder: normalised SC")]
 """The measures in reading order, with what a person calls them."""
 
 
@@ -230,4 +239,27 @@ def verdict(ctrl: pd.DataFrame) -> list[str]:
     if ("distinct_summary", "elm") in by:
         d = by["distinct_summary", "elm"]
         out.append(f"{100 * d.value:.0f}% of the ELM's {d.n} held-out summaries are distinct texts.")
+    out += _second_encoder_verdict(by, ci)
     return out
+
+
+def _second_encoder_verdict(by: dict, ci) -> list[str]:
+    """Whether the first encoder's conclusions hold under the second; a flag where they do not."""
+    spec2 = by.get(("specificity2", "elm"))
+    if spec2 is None or not np.isfinite(spec2.value):
+        return []
+    line = f"Under the second encoder the ELM's specificity is {ci(spec2)}"
+    if ("normalised2", "elm") in by:
+        line += f" and its normalised SC {ci(by['normalised2', 'elm'])}"
+    flags = []
+    spec = by.get(("specificity", "elm"))
+    if spec is not None and np.isfinite(spec.low) and np.isfinite(spec2.low) and (spec.low > 0) != (spec2.low > 0):
+        flags.append("whether the ELM's text depends on its vector")
+    pairs = [(by.get((m, "elm")), by.get((m, "baseline"))) for m in ("normalised", "normalised2")]
+    if all(e is not None and b is not None and np.isfinite(e.value) and np.isfinite(b.value) for e, b in pairs):
+        (e1, b1), (e2, b2) = pairs
+        if (e1.value > b1.value) != (e2.value > b2.value):
+            flags.append("whether the ELM scores above the baseline")
+    if flags:
+        return [line + f". FLAG: {' and '.join(flags)} holds under one encoder only; read it as unsettled."]
+    return [line + ": the conclusions above hold under both encoders."]

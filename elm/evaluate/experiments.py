@@ -60,10 +60,19 @@ def one_shot_example(ctx: Context, task: str) -> OneShot | None:
     return OneShot(tuple(titles), str(r["target"]))
 
 
-def generalisation_rows(ctx: Context, split: str, tasks: Sequence[str]) -> pd.DataFrame:
-    """The examples scored for ``split``: up to heldout_per_task (train_per_task) entities per task."""
-    n = ctx.cfg.heldout_per_task if split == HELDOUT else ctx.cfg.train_per_task
-    frames = [pick_rows(ctx, split, t, n) for t in tasks]
+def generalisation_rows(ctx: Context, split: str, tasks: Sequence[str], per_task: int | None = None) -> pd.DataFrame:
+    """The examples scored for ``split``: up to heldout_per_task (heldout_users for profiles; train_per_task
+    on the training split; ``per_task`` when given) entities per task. The order is fixed per task, so a
+    smaller count takes the first rows of a larger one."""
+    cfg = ctx.cfg
+
+    def n(task: str) -> int:
+        if per_task is not None:
+            return per_task
+        if split != HELDOUT:
+            return cfg.train_per_task
+        return cfg.heldout_users if task == PROFILE_TASK else cfg.heldout_per_task
+    frames = [pick_rows(ctx, split, t, n(t)) for t in tasks]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else ctx.examples.iloc[:0]
 
@@ -115,7 +124,8 @@ def generalisation_part(ctx: Context, split: str, tasks: Sequence[str]) -> pd.Da
 
 def baseline_part(ctx: Context, tasks: Sequence[str]) -> pd.DataFrame:
     """The text-only baseline on the same held-out movie rows as the ELM: titles and a one-shot example."""
-    rows = generalisation_rows(ctx, HELDOUT, [t for t in tasks if t != PROFILE_TASK])
+    rows = generalisation_rows(ctx, HELDOUT, [t for t in tasks if t != PROFILE_TASK],
+                               per_task=min(ctx.cfg.baseline_per_task, ctx.cfg.heldout_per_task))
     if rows.empty:
         return pd.DataFrame(columns=GEN_COLUMNS)
     shots = {t: one_shot_example(ctx, t) for t in rows["task"].unique()}
@@ -130,33 +140,43 @@ def baseline_part(ctx: Context, tasks: Sequence[str]) -> pd.DataFrame:
 
 
 def interpolation_movie_part(ctx: Context) -> pd.DataFrame:
+    """Every pair at every a, generated in one batched call per system, then scored pair by pair."""
     cfg = ctx.cfg
     space_vecs = ctx.movie_space_vectors()
     pool = np.intersect1d(space_vecs.ids, ctx.semantic.ids)
     pairs = movie_pairs(ctx.movies, ctx.ratings, cfg.interpolation_anchor, cfg.movie_pairs, pool)
+    if not pairs:
+        return pd.DataFrame(columns=GEN_COLUMNS)
+    alphas = np.array(cfg.alphas, dtype=np.float32)
+    k = len(alphas)
+
+    def mixed(vectors, a_id, b_id):
+        return lerp(np.repeat(vectors.get([a_id]), k, 0), np.repeat(vectors.get([b_id]), k, 0), alphas)
+    fed = np.concatenate([mixed(space_vecs, a, b) for a, b in pairs])
+    answers = ctx.describer.describe_many(SUMMARY_TASK, list(fed), spaces=ctx.movie_space,
+                                          max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size)
+    titles = [(ctx.titles.get(a, str(a)), ctx.titles.get(b, str(b))) for a, b in pairs]
+    baseline = []
+    if cfg.baseline:
+        prompts = [blend_prompt(ta, tb, float(x)) for ta, tb in titles for x in alphas]
+        baseline = ctx.baseline().complete(prompts, [_budget(ctx, SUMMARY_TASK)] * len(prompts))
     parts = []
-    for a_id, b_id in pairs:
-        alphas = np.array(cfg.alphas, dtype=np.float32)
-        k = len(alphas)
-        fed = lerp(np.repeat(space_vecs.get([a_id]), k, 0), np.repeat(space_vecs.get([b_id]), k, 0), alphas)
-        sc_vec = lerp(np.repeat(ctx.semantic.get([a_id]), k, 0), np.repeat(ctx.semantic.get([b_id]), k, 0), alphas)
-        answers = ctx.describer.describe_many(SUMMARY_TASK, list(fed), spaces=ctx.movie_space,
-                                              max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size)
-        ta, tb = ctx.titles.get(a_id, str(a_id)), ctx.titles.get(b_id, str(b_id))
+    for p, ((a_id, b_id), (ta, tb)) in enumerate(zip(pairs, titles)):
+        rows = slice(p * k, (p + 1) * k)
+        sc_vec = mixed(ctx.semantic, a_id, b_id)
         avoid = [names_of(ctx, [a_id, b_id])] * k
         base = dict(experiment="interpolation", split="", task=SUMMARY_TASK, entity_kind="movie", entity_id=a_id,
                     partner_id=b_id, title=f"{ta} + {tb}")
-        texts = [x.text for x in answers]
-        parts.append(frame(ctx, base | {"system": "elm", "space": ctx.movie_space, "prompt": answers[0].prompt},
+        texts = [x.text for x in answers[rows]]
+        parts.append(frame(ctx, base | {"system": "elm", "space": ctx.movie_space, "prompt": answers[rows][0].prompt},
                            texts, score_texts(ctx, texts, sc_vec, None, cfg.seed, avoid), alpha=alphas.astype(float),
-                           nearest_cosine=[x.slots[0].nearest_cosine for x in answers]))
-        if cfg.baseline:
-            prompts = [blend_prompt(ta, tb, float(a)) for a in alphas]
-            texts = ctx.baseline().complete(prompts, [_budget(ctx, SUMMARY_TASK)] * k)
+                           nearest_cosine=[x.slots[0].nearest_cosine for x in answers[rows]]))
+        if baseline:
+            texts = baseline[rows]
             parts.append(frame(ctx, base | {"system": "baseline", "space": "title"}, texts,
                                score_texts(ctx, texts, sc_vec, None, cfg.seed, avoid), alpha=alphas.astype(float),
-                               prompt=prompts))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=GEN_COLUMNS)
+                               prompt=prompts[rows]))
+    return pd.concat(parts, ignore_index=True)
 
 
 def heldout_users(ctx: Context) -> list[int]:
@@ -166,23 +186,26 @@ def heldout_users(ctx: Context) -> list[int]:
 
 def interpolation_user_part(ctx: Context) -> pd.DataFrame:
     cfg, space = ctx.cfg, ctx.user_space()
-    if space is None:
+    pairs = user_pairs(heldout_users(ctx), cfg.user_pairs) if space is not None else []
+    if not pairs:
         return pd.DataFrame(columns=GEN_COLUMNS)
+    alphas = np.array(cfg.alphas, dtype=np.float32)
+    k = len(alphas)
+    fed = np.concatenate([lerp(np.repeat(ctx.users.get([a]), k, 0), np.repeat(ctx.users.get([b]), k, 0), alphas)
+                          for a, b in pairs])
+    answers = ctx.describer.describe_many(PROFILE_TASK, list(fed), spaces=space,
+                                          max_new_tokens=_budget(ctx, PROFILE_TASK), batch_size=cfg.batch_size)
     parts = []
-    for a_id, b_id in user_pairs(heldout_users(ctx), cfg.user_pairs):
-        alphas = np.array(cfg.alphas, dtype=np.float32)
-        k = len(alphas)
-        fed = lerp(np.repeat(ctx.users.get([a_id]), k, 0), np.repeat(ctx.users.get([b_id]), k, 0), alphas)
-        answers = ctx.describer.describe_many(PROFILE_TASK, list(fed), spaces=space,
-                                              max_new_tokens=_budget(ctx, PROFILE_TASK), batch_size=cfg.batch_size)
-        texts = [x.text for x in answers]
-        rel = user_relevance(fed, ctx.cand_factors)
+    for p, (a_id, b_id) in enumerate(pairs):
+        rows = slice(p * k, (p + 1) * k)
+        texts = [x.text for x in answers[rows]]
+        rel = user_relevance(fed[rows], ctx.cand_factors)
         base = dict(experiment="interpolation", system="elm", split=HELDOUT, task=PROFILE_TASK, entity_kind="user",
                     entity_id=a_id, partner_id=b_id, title=f"user {a_id} + user {b_id}", space=space,
-                    prompt=answers[0].prompt)
+                    prompt=answers[rows][0].prompt)
         parts.append(frame(ctx, base, texts, score_texts(ctx, texts, None, rel, cfg.seed),
-                           alpha=alphas.astype(float), nearest_cosine=[x.slots[0].nearest_cosine for x in answers]))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=GEN_COLUMNS)
+                           alpha=alphas.astype(float), nearest_cosine=[x.slots[0].nearest_cosine for x in answers[rows]]))
+    return pd.concat(parts, ignore_index=True)
 
 
 # -----------------------------------------------------------------------------
@@ -218,6 +241,7 @@ def fit_attribute_cavs(ctx: Context, key: str) -> dict[str, CAV]:
 
 
 def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
+    """Entities without the attribute moved along its CAV; every movie (user) in one batched call."""
     cfg = ctx.cfg
     alphas = np.array(cfg.cav_alphas, dtype=np.float32)
     k = len(alphas)
@@ -231,35 +255,39 @@ def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
         pool = pool[np.isin(pool, space_vecs.ids)]
         neg = pool[~labels.reindex(pool).fillna(False).to_numpy(bool)]
         chosen = [int(m) for m in hash_order(neg, cfg.seed, salt=13)[:cfg.cav_movies]]
-        for m in chosen:
-            moved = cavs["movie"].move(np.repeat(space_vecs.get([m]), k, 0), alphas)
-            answers = ctx.describer.describe_many(SUMMARY_TASK, list(moved), spaces=ctx.movie_space,
-                                                  max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size)
-            texts = [x.text for x in answers]
+        moved = [cavs["movie"].move(np.repeat(space_vecs.get([m]), k, 0), alphas) for m in chosen]
+        answers = ctx.describer.describe_many(SUMMARY_TASK, [v for m in moved for v in m], spaces=ctx.movie_space,
+                                              max_new_tokens=_budget(ctx, SUMMARY_TASK),
+                                              batch_size=cfg.batch_size) if chosen else []
+        for j, m in enumerate(chosen):
+            mine = answers[j * k:(j + 1) * k]
+            texts = [x.text for x in mine]
             if ctx.movie_space_is_semantic():
-                sc_vec, rel = moved, None
+                sc_vec, rel = moved[j], None
             else:
-                sc_vec, rel = None, movie_relevance(moved, ctx.cand_factors)
+                sc_vec, rel = None, movie_relevance(moved[j], ctx.cand_factors)
             s = score_texts(ctx, texts, sc_vec, rel, cfg.seed, [names_of(ctx, [m])] * k)
             base = dict(experiment="cav", system="elm", split=HELDOUT, task=SUMMARY_TASK, entity_kind="movie",
                         entity_id=m, title=ctx.titles.get(m, ""), attribute=key, space=ctx.movie_space,
-                        prompt=answers[0].prompt)
+                        prompt=mine[0].prompt)
             parts.append(frame(ctx, base, texts, s, alpha=alphas.astype(float),
                                attribute_score=text_cav.probability(s["encoded"]),
-                               nearest_cosine=[x.slots[0].nearest_cosine for x in answers]))
+                               nearest_cosine=[x.slots[0].nearest_cosine for x in mine]))
     if "user" in cavs:
         ul = user_labels(parse_attribute(key), ctx.ratings, labels)
         users = [u for u in heldout_users(ctx) if not bool(ul.get(u, False))][:cfg.cav_users]
         space = ctx.user_space()
-        for u in users:
-            moved = cavs["user"].move(np.repeat(ctx.users.get([u]), k, 0), alphas)
-            answers = ctx.describer.describe_many(PROFILE_TASK, list(moved), spaces=space,
-                                                  max_new_tokens=_budget(ctx, PROFILE_TASK), batch_size=cfg.batch_size)
-            texts = [x.text for x in answers]
-            s = score_texts(ctx, texts, None, user_relevance(moved, ctx.cand_factors), cfg.seed)
+        moved = [cavs["user"].move(np.repeat(ctx.users.get([u]), k, 0), alphas) for u in users]
+        answers = ctx.describer.describe_many(PROFILE_TASK, [v for m in moved for v in m], spaces=space,
+                                              max_new_tokens=_budget(ctx, PROFILE_TASK),
+                                              batch_size=cfg.batch_size) if users else []
+        for j, u in enumerate(users):
+            mine = answers[j * k:(j + 1) * k]
+            texts = [x.text for x in mine]
+            s = score_texts(ctx, texts, None, user_relevance(moved[j], ctx.cand_factors), cfg.seed)
             base = dict(experiment="cav", system="elm", split=HELDOUT, task=PROFILE_TASK, entity_kind="user",
-                        entity_id=u, title=f"user {u}", attribute=key, space=space, prompt=answers[0].prompt)
+                        entity_id=u, title=f"user {u}", attribute=key, space=space, prompt=mine[0].prompt)
             parts.append(frame(ctx, base, texts, s, alpha=alphas.astype(float),
                                attribute_score=text_cav.probability(s["encoded"]),
-                               nearest_cosine=[x.slots[0].nearest_cosine for x in answers]))
+                               nearest_cosine=[x.slots[0].nearest_cosine for x in mine]))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=GEN_COLUMNS)

@@ -16,14 +16,15 @@ import pandas as pd
 
 from elm.evaluate.context import Context
 from elm.metrics.behavioral_consistency import behavioral_consistency, movie_relevance, random_ranking_ndcg
-from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, random_partner
+from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, others_mean, random_partner
 from elm.synth.checks import strip_names, title_variants
 
 GEN_COLUMNS = ["experiment", "system", "split", "task", "entity_kind", "entity_id", "partner_id", "title",
                "alpha", "attribute", "space", "prompt", "output", "sc", "sc_random", "bc", "bc_random",
                "bc_other", "attribute_score", "nearest_cosine", "named", "sc_raw", "output_raw"]
 """generations.parquet: sc/bc NaN where they do not apply (SC needs a semantic vector, BC a CF relevance);
-sc_random: the text against a random other row's vector (same experiment, system, task); bc_random: a random
+sc_random: the text's mean SC against every other row's vector of the same experiment, system and task
+(metrics/semantic_consistency.py: others_mean); bc_random: a random
 ranking's NDCG; bc_other: the text against a random other row's relevance; attribute_score: CAV rows only;
 named: the raw text named its entity (or partner) and those sentences were removed from ``output``;
 sc_raw, output_raw: SC and text before that cleaning (output_raw empty when nothing was removed)."""
@@ -56,9 +57,7 @@ def score_texts(ctx: Context, texts: Sequence[str], sc_vectors: np.ndarray | Non
         ok = np.isfinite(sc_vectors).all(axis=1)
         if ok.any():
             out["sc"][ok] = cosine_rows(enc[ok], sc_vectors[ok])
-            if other is not None:
-                pair = ok & ok[other]
-                out["sc_random"][pair] = cosine_rows(enc[pair], sc_vectors[other[pair]])
+            out["sc_random"][ok] = others_mean(enc[ok], sc_vectors[ok])
     if relevance is not None:
         ok = np.isfinite(relevance).all(axis=1)
         if ok.any():

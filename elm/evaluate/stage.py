@@ -14,13 +14,15 @@ Experiments, each a set of generated texts scored with SC (elm.metrics.semantic_
                     the text against the moved vector and the attribute's probability in the text (the
                     attribute's classifier in the semantic space applied to the encoded text).
 
-References, measured the same way in the same run: ``random`` (for SC, a text scored against a random other
+References, measured the same way in the same run: ``random`` (for SC, a text's mean score against every other
 entity's vector of the same task; for BC, a random ranking) and ``truth`` (the teacher's text), and the
-normalised score (x - random) / (truth - random): 0 is chance, 1 is as good as the teacher.
+normalised score (x - random) / (truth - random): 0 is chance, 1 is as good as the teacher. Held-out movie
+texts are scored a second time with another encoder (elm.evaluate.second_encoder).
 
 Files of an evaluate version (schema in the docstrings of elm/evaluate/scoring.py, controls.py and tables.py; the report
 stage reads them):
-    generations.parquet       one row per scored text: every number traces back to a text
+    generations.parquet       one row per scored text: every number traces back to a text (sc2: the
+                              second encoder's SC)
     scores.parquet            generalisation, per split x task x metric, with references
     controls.parquet          does the text follow the vector: specificity, shuffled controls, distinct texts,
                               facts read back, each with a bootstrap interval (elm/evaluate/controls.py)
@@ -34,8 +36,10 @@ Interrupted runs resume: each finished part is kept in the version's work folder
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
+from dataclasses import replace
 
 import pandas as pd
 
@@ -47,11 +51,15 @@ from elm.evaluate.context import load_context
 from elm.evaluate.controls import controls, controls_summary
 from elm.evaluate.experiments import fit_cavs
 from elm.evaluate.parts import PartMapper, compute_part, part_names, run_parts
+from elm.evaluate.second_encoder import second_encoder_scores
+from elm.embed.semantic import DEFAULT_ENCODER, load_encoder
 from elm.lineage import publish
+from elm.model.base_lm import inference_dtype
 from elm.evaluate.tables import aggregate_cav, aggregate_interpolation, aggregate_scores, headline, reference_levels
 from elm.serve.describe import Describer
 
 PARTS = "parts"
+log = logging.getLogger(__name__)
 CONFIG_FILE = "eval_config.json"
 
 
@@ -68,7 +76,11 @@ def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore, d
         raise EvaluationError(f"the synthesize artifact {arts['synthesize'].version} has no held-out examples: "
                               "nothing to evaluate generalisation on (synthesize with heldout_movies > 0)")
     tasks = selected_tasks(cfg, examples)
+    if cfg.second_encoder and same_encoder(cfg.second_encoder, arts["semantic"]):
+        raise EvaluationError(f"second_encoder {cfg.second_encoder!r} is the encoder that made the semantic vectors "
+                              f"(semantic/{arts['semantic'].version}): choose another model, or none")
     inputs = {k: arts[k].version for k in EVALUATE.inputs}
+    cfg = replace(cfg, dtype=inference_dtype(cfg.dtype))  # the dtype that ran, not "auto", names the version
 
     def build(work: WorkDir) -> None:
         t0 = time.perf_counter()
@@ -80,6 +92,12 @@ def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore, d
         folder.mkdir(parents=True, exist_ok=True)
         gens = run_parts(names, folder, lambda name: compute_part(ctx, name, tasks, cavs), map_parts, inputs, cfg,
                          str(store.root))
+        if cfg.second_encoder:
+            t1 = time.perf_counter()
+            gens = second_encoder_scores(gens, pd.read_parquet(arts["semantic"].file("documents.parquet")),
+                                         load_encoder(cfg.second_encoder, store=store))
+            log.info("evaluate: second SC encoder %s: %d texts in %.1f s", cfg.second_encoder,
+                     int(gens["sc2"].notna().sum()), time.perf_counter() - t1)
 
         scores = aggregate_scores(gens)
         refs = reference_levels(scores)
@@ -101,6 +119,12 @@ def evaluate(arts: dict[str, Artifact], cfg: EvalConfig, store: ArtifactStore, d
                             controls=controls_summary(ctrl))
 
     return publish(store, EVALUATE, arts, cfg.to_dict(), build, resumable=True)
+
+
+def same_encoder(name: str, semantic: Artifact) -> bool:
+    first = semantic.manifest["config"].get("encoder", DEFAULT_ENCODER)
+    short = lambda n: n.rstrip("/").rsplit("/", 1)[-1].lower()  # noqa: E731
+    return short(name) == short(first)
 
 
 def report(art: Artifact) -> str:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from elm.embed.splits import HELDOUT, TRAIN
 from elm.evaluate.config import PROFILE_TASK, SUMMARY_TASK
+from elm.metrics.bootstrap import mean_interval
 from elm.metrics.semantic_consistency import normalised
 
 METRICS = {"sc": ("sc_random", "sc_random"), "bc": ("bc_random", "bc_other")}
@@ -70,14 +71,21 @@ def aggregate_interpolation(gens: pd.DataFrame, refs: dict[str, tuple[float, flo
 
 def aggregate_cav(gens: pd.DataFrame, refs: dict[str, tuple[float, float]]) -> pd.DataFrame:
     g = gens[gens["experiment"] == "cav"]
-    cols = ["space", "entity_kind", "attribute", "alpha", "metric", "n", "value", "attribute_score", "random", "truth"]
+    cols = ["space", "entity_kind", "attribute", "alpha", "metric", "n", "value", "value_low", "value_high",
+            "attribute_score", "score_low", "score_high", "random", "truth"]
     if g.empty:
         return pd.DataFrame(columns=cols)
     g = g.assign(metric=g.apply(_curve_metric, axis=1))
     g = g.assign(value=np.where(g["metric"] == "sc", g["sc"], g["bc"]))
-    out = (g.groupby(["space", "entity_kind", "attribute", "alpha", "metric"], sort=False)
+    keys = ["space", "entity_kind", "attribute", "alpha", "metric"]
+    out = (g.groupby(keys, sort=False)
            .agg(n=("value", "size"), value=("value", "mean"), attribute_score=("attribute_score", "mean"))
            .reset_index())
+    # 95% intervals over the moved entities (one row each per step)
+    ci = {k: (*mean_interval(d["value"])[1:], *mean_interval(d["attribute_score"])[1:])
+          for k, d in g.groupby(keys, sort=False)}
+    bounds = np.array([ci[tuple(r)] for r in out[keys].itertuples(index=False)], dtype=float).reshape(-1, 4)
+    out["value_low"], out["value_high"], out["score_low"], out["score_high"] = bounds.T
     out["n"] = out["n"].astype("int64")
     out["random"] = out["entity_kind"].map(lambda k: refs[k][0])
     out["truth"] = out["entity_kind"].map(lambda k: refs[k][1])

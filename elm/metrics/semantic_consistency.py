@@ -70,6 +70,18 @@ def random_partner(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def others_mean(encoded: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Each text's mean cosine against every other row's vector: the shuffled reference, averaged over all
+    shufflings rather than drawn once (one draw made it the noisiest number of the headline). For the ELM
+    it is also the shuffled-input control: decoding is greedy, so its text for row j is the text it writes
+    when given row j's vector, and scoring that against row i is that control."""
+    m = len(encoded)
+    if m < 2:
+        return np.full(m, np.nan, dtype=np.float32)
+    sims = unit(encoded) @ unit(vectors).T
+    return ((sims.sum(axis=1) - np.diag(sims)) / (m - 1)).astype(np.float32)
+
+
 MIN_REFERENCE_GAP = 0.005
 """Below this gap between truth and random, a normalised score is noise divided by noise (e.g. -114 for two
 training users whose teacher profiles rank movies no better than chance): reported as NaN instead."""

@@ -1,12 +1,13 @@
-"""95% bootstrap intervals of the per-task normalised SC, resampling the held-out (or training) movies of
-each task: with a handful of movies per task a single number reads far more precise than it is."""
+"""95% bootstrap intervals of the report's numbers: the per-task normalised SC (resampling each task's
+movies), every headline row (headline_intervals) and the interpolation curves (curve_intervals). With a
+handful of movies per task a single number reads far more precise than it is."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from elm.metrics.bootstrap import interval
+from elm.metrics.bootstrap import interval, mean_interval
 from elm.metrics.semantic_consistency import normalised
 
 COLUMNS = ["split", "task", "elm_normalised_low", "elm_normalised_high", "baseline_normalised_low",
@@ -34,3 +35,81 @@ def per_task_intervals(gens: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             row[f"{system}_normalised_low"], row[f"{system}_normalised_high"] = lo, hi
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# -----------------------------------------------------------------------------
+# the headline table's intervals
+
+INTERVAL_COLUMNS = ["value_low", "value_high", "normalised_low", "normalised_high"]
+
+
+def _pooled_by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(entity ids, per-entity sums, counts) of a column's finite values."""
+    d = d[np.isfinite(d[column].astype(float))]
+    g = d.groupby("entity_id")[column].agg(["sum", "count"])
+    return g.index.to_numpy(), g["sum"].to_numpy(float), g["count"].to_numpy(float)
+
+
+def _paired(system: pd.DataFrame, truth: pd.DataFrame, metric: str, random_col: str, seed: int) -> list[float]:
+    """[value_low, value_high, normalised_low, normalised_high] of a system's mean ``metric``, resampling
+    entities; the references (truth: the teacher's text, random: its ``random_col``) are resampled with them."""
+    ids, s, n = _pooled_by_entity(system, metric)
+    t_ids, t, tn = _pooled_by_entity(truth, metric)
+    r_ids, r, rn = _pooled_by_entity(truth, random_col)
+    if len(ids) < 2:
+        return [np.nan] * 4
+    value = interval(lambda i: s[i].sum() / n[i].sum(), len(ids), seed=seed)
+    common = np.intersect1d(np.intersect1d(ids, t_ids), r_ids)
+    a, b, c = (np.searchsorted(x, common) for x in (ids, t_ids, r_ids))
+
+    def norm(i):
+        return normalised(s[a][i].sum() / n[a][i].sum(), r[c][i].sum() / rn[c][i].sum(), t[b][i].sum() / tn[b][i].sum())
+    return [*value, *interval(norm, len(common), seed=seed)]
+
+
+def headline_intervals(headline: pd.DataFrame, gens: pd.DataFrame, cav: pd.DataFrame | None = None,
+                       seed: int = 0) -> pd.DataFrame:
+    """The headline table with 95% bootstrap intervals of ``value`` and ``normalised``: over movies for SC
+    (references resampled with them), users for BC, pairs for interpolation, moved entities for CAV."""
+    out = headline.copy()
+    for col in INTERVAL_COLUMNS:
+        out[col] = np.nan
+    gen = gens[gens["experiment"] == "generalisation"]
+    for k, row in out.iterrows():
+        found = None
+        if row["section"] == "generalisation":
+            split = "heldout" if "held-out" in row["name"] else "train"
+            d = gen[(gen["split"] == split) & (gen["entity_kind"] == "movie")]
+            found = _paired(d[d["system"] == row["system"]], d[d["system"] == "truth"], "sc", "sc_random", seed)
+        elif row["section"] == "user profiles":
+            task = row["name"].rsplit(", ", 1)[-1]
+            d = gen[(gen["split"] == "heldout") & (gen["task"] == task) & (gen["entity_kind"] == "user")]
+            found = _paired(d[d["system"] == row["system"]], d[d["system"] == "truth"], "bc", "bc_random", seed)
+        elif row["section"] == "interpolation":
+            alpha = float(row["name"].rsplit("= ", 1)[-1])
+            d = gens[(gens["experiment"] == "interpolation") & (gens["entity_kind"] == "movie")
+                     & (gens["system"] == row["system"]) & np.isclose(gens["alpha"].astype(float), alpha, atol=0.005)]
+            lo, hi = mean_interval(d["sc"], seed=seed)[1:]
+            gap = row["truth"] - row["random"]
+            found = [lo, hi, *((np.array([lo, hi]) - row["random"]) / gap if abs(gap) >= 0.005 else [np.nan] * 2)]
+        elif row["section"] == "cav" and row["system"] == "elm" and cav is not None and "score_low" in cav:
+            attribute, rest = row["name"].split(" (", 1)
+            space = rest.split(")", 1)[0]
+            alpha = float(row["name"].rsplit("= ", 1)[-1])
+            hit = cav[(cav["attribute"] == attribute) & (cav["space"] == space) & np.isclose(cav["alpha"], alpha)]
+            if len(hit):
+                found = [hit["score_low"].iloc[0], hit["score_high"].iloc[0], np.nan, np.nan]
+        if found is not None:
+            out.loc[k, INTERVAL_COLUMNS] = found
+    return out
+
+
+def curve_intervals(gens: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Interpolation curves: 95% interval of the mean over pairs at each a, per kind, system and metric."""
+    g = gens[gens["experiment"] == "interpolation"]
+    rows = []
+    for (kind, system, alpha), d in g.groupby(["entity_kind", "system", "alpha"], sort=False):
+        metric = "sc" if d["sc"].notna().any() else "bc"
+        lo, hi = mean_interval(d[metric], seed=seed)[1:]
+        rows.append(dict(entity_kind=kind, metric=metric, system=system, alpha=float(alpha), low=lo, high=hi))
+    return pd.DataFrame(rows, columns=["entity_kind", "metric", "system", "alpha", "low", "high"])

@@ -45,6 +45,13 @@ def _num(x: Any, digits: int = 3) -> str:
     return str(int(f)) if f.is_integer() and digits == 0 else f"{f:.{digits}f}"
 
 
+def with_interval(value: Any, low: Any, high: Any) -> str:
+    """ "0.412 [0.350, 0.470]", or the value alone where there is no interval."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return _num(value)
+    return f"{_num(value)} [{_num(low)}, {_num(high)}]"
+
+
 _MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
 
@@ -117,9 +124,13 @@ def _controls_md(ctrl: pd.DataFrame) -> str:
 def _headline_md(h: pd.DataFrame) -> str:
     if h.empty:
         return "No headline figures: the evaluate artifact has no scores."
-    rows = [[md_text(r.section), md_text(r.name), md_text(r.system), str(r.n), _num(r.value), _num(r.random),
-             _num(r.truth), _num(r.normalised)] for r in h.itertuples()]
-    return md_table(["section", "measure", "system", "n", "value", "random", "truth", "normalised"], rows, "lllrrrrr")
+    rows = [[md_text(r.section), md_text(r.name), md_text(r.system), str(r.n),
+             with_interval(r.value, getattr(r, "value_low", None), getattr(r, "value_high", None)), _num(r.random),
+             _num(r.truth),
+             with_interval(r.normalised, getattr(r, "normalised_low", None), getattr(r, "normalised_high", None))]
+            for r in h.itertuples()]
+    return md_table(["section", "measure", "system", "n", "value [95%]", "random", "truth", "normalised [95%]"],
+                    rows, "lllrrrrr")
 
 
 def _per_task_md(per_task: pd.DataFrame) -> str:

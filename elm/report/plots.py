@@ -106,17 +106,29 @@ def plot_interpolation(curve: pd.DataFrame, path: Path) -> bool:
         for system in sorted(d["system"].unique(), key=lambda s: (s != "elm", s)):
             s = d[d["system"] == system]
             label, color = SYSTEM_STYLE.get(system, (system, None))
-            ax.plot(s["alpha"], s["value"], "o-", color=color, label=label)
+            line = ax.plot(s["alpha"], s["value"], "o-", color=color, label=label)[0]
+            if "low" in s and s["low"].notna().any():
+                ax.fill_between(s["alpha"], s["low"], s["high"], color=line.get_color(), alpha=0.15, lw=0)
         _references(ax, d["random"].iloc[0], d["truth"].iloc[0])
         m = METRIC_LABEL.get(metric, metric)
         pairs = int(d["n_pairs"].max())
-        ax.set_title(f"{KIND_LABEL.get(kind, kind)}: {m} (mean over {pairs} pair{'s' if pairs != 1 else ''})")
+        ax.set_title(f"{KIND_LABEL.get(kind, kind)}: {m} (mean over {pairs} pair{'s' if pairs != 1 else ''}; "
+                     "band: 95% interval)", fontsize=10)
         ax.set_xlabel("interpolation weight a  (0 = A, 1 = B)")
         ax.set_ylabel(m)
         ax.grid(alpha=0.3)
     fig.suptitle("Interpolation: w = (1 - a) w_A + a w_B")
     _save(fig, list(axes[0]), path)
     return True
+
+
+def _yerr(d: pd.DataFrame, prefix: str, column: str | None = None):
+    """Error bars from the ``<prefix>_low`` / ``<prefix>_high`` columns (95% intervals over entities), if any."""
+    lo, hi = f"{prefix}_low", f"{prefix}_high"
+    if lo not in d or not d[lo].notna().any():
+        return None
+    v = d[column or prefix]
+    return [(v - d[lo]).clip(lower=0).fillna(0), (d[hi] - v).clip(lower=0).fillna(0)]
 
 
 def plot_cav(curve: pd.DataFrame, path: Path) -> bool:
@@ -132,20 +144,22 @@ def plot_cav(curve: pd.DataFrame, path: Path) -> bool:
     for ax, ((attribute, space), d) in zip(axes.flat, panels):
         metrics = sorted(d["metric"].unique())
         for i, (metric, s) in enumerate(d.groupby("metric", sort=True)):
-            ax.plot(s["alpha"], s["value"], "o-", color=f"C{i}", label=METRIC_LABEL.get(metric, metric))
+            ax.errorbar(s["alpha"], s["value"], yerr=_yerr(s, "value"), fmt="o-", color=f"C{i}", capsize=2,
+                        label=METRIC_LABEL.get(metric, metric))
             _references(ax, s["random"].iloc[0], s["truth"].iloc[0])
         ax.set_xlabel("step a along the CAV")
         ax.set_ylabel(" / ".join(METRIC_LABEL.get(m, m) for m in metrics))
         ax.grid(alpha=0.3)
         twin = ax.twinx()
-        score = d.groupby("alpha", as_index=False)["attribute_score"].mean()
-        twin.plot(score["alpha"], score["attribute_score"], "s:", color="C3", label="attribute score")
+        score = d.groupby("alpha", as_index=False).first()  # every metric row of a step has the same texts
+        twin.errorbar(score["alpha"], score["attribute_score"], yerr=_yerr(score, "score", "attribute_score"),
+                      fmt="s:", color="C3", capsize=2, label="attribute score")
         twin.set_ylabel("attribute score in the text", color="C3")
         twin.set_ylim(0, 1)
         twins.append(twin)
         ax.set_title(f"{attribute} ({space})")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle("Concept activation vectors: w + a * CAV")
+    fig.suptitle("Concept activation vectors: w + a * CAV (bars: 95% intervals over the moved entities)")
     _save(fig, list(axes.flat) + twins, path)
     return True

@@ -33,7 +33,8 @@ EVALUATE_TABLES: dict[str, dict[str, str]] = {
     },
     "cav": {
         "space": "VARCHAR", "entity_kind": "VARCHAR", "attribute": "VARCHAR", "alpha": "DOUBLE", "metric": "VARCHAR",
-        "n": "BIGINT", "value": "DOUBLE", "attribute_score": "DOUBLE", "random": "DOUBLE", "truth": "DOUBLE",
+        "n": "BIGINT", "value": "DOUBLE", "value_low": "DOUBLE", "value_high": "DOUBLE", "attribute_score": "DOUBLE",
+        "score_low": "DOUBLE", "score_high": "DOUBLE", "random": "DOUBLE", "truth": "DOUBLE",
     },
     "cav_classifiers": {
         "space": "VARCHAR", "attribute": "VARCHAR", "n_pos": "BIGINT", "n_neg": "BIGINT", "n_heldout": "BIGINT",
@@ -167,7 +168,8 @@ ORDER BY entity_kind, metric, system, alpha
 
 CAV_CURVE_SQL = """
 -- CAVs: SC or BC and the attribute's score in the text at each step along the CAV, per attribute and space
-SELECT space, entity_kind, attribute, metric, alpha, n, value, attribute_score, random, truth
+SELECT space, entity_kind, attribute, metric, alpha, n, value, value_low, value_high, attribute_score,
+       score_low, score_high, random, truth
 FROM evaluate_cav
 ORDER BY attribute, space, metric, alpha
 """

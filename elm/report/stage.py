@@ -32,8 +32,8 @@ from elm.report.files import (
     REPORT_MD,
 )
 from elm.report.html import markdown_to_html
-from elm.report.intervals import per_task_intervals
-from elm.report.page import _num, _Page, _render_markdown
+from elm.report.intervals import curve_intervals, headline_intervals, per_task_intervals
+from elm.report.page import _num, _Page, _render_markdown, with_interval
 from elm.report.plots import plot_cav, plot_interpolation, plot_per_task
 from elm.report.queries import (
     CAV_CLASSIFIERS_SQL,
@@ -95,6 +95,12 @@ def _key_numbers(h: pd.DataFrame, not_run: set[str]) -> dict:
     }
 
 
+def _with_intervals(curve: pd.DataFrame, gens: pd.DataFrame) -> pd.DataFrame:
+    if curve.empty:
+        return curve
+    return curve.merge(curve_intervals(gens), on=["entity_kind", "metric", "system", "alpha"], how="left")
+
+
 def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact, bool]:
     """The report artifact of an evaluate artifact: tables, plots and the page. Returns (artifact, cache_hit).
 
@@ -106,7 +112,8 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
         per_task = query(con, PER_TASK_SQL)
         gens = read_tables(evaluate_art, ("generations",))["generations"]
         per_task = per_task.merge(per_task_intervals(gens), on=["split", "task"], how="left")
-        headline = headline_table(con)
+        cav_curve = query(con, CAV_CURVE_SQL)
+        headline = headline_intervals(headline_table(con), gens, cav_curve)
         config_path = evaluate_art.path / EVAL_CONFIG
         controls = read_tables(evaluate_art, ("controls",), optional=("controls",)).get("controls")
         if controls is not None:
@@ -122,8 +129,9 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
         headline.to_parquet(work.path / HEADLINE_FILE, index=False)
         page.plots = {
             PER_TASK_PNG: plot_per_task(per_task, work.path / PER_TASK_PNG),
-            INTERPOLATION_PNG: plot_interpolation(query(con, INTERPOLATION_CURVE_SQL), work.path / INTERPOLATION_PNG),
-            CAV_PNG: plot_cav(query(con, CAV_CURVE_SQL), work.path / CAV_PNG),
+            INTERPOLATION_PNG: plot_interpolation(_with_intervals(query(con, INTERPOLATION_CURVE_SQL), gens),
+                                                  work.path / INTERPOLATION_PNG),
+            CAV_PNG: plot_cav(cav_curve, work.path / CAV_PNG),
         }
         md = _render_markdown(page)
         (work.path / REPORT_MD).write_text(md)
@@ -171,14 +179,16 @@ def headline_text(report_art: Artifact) -> str:
         lines.append("  no headline figures: the evaluate artifact has no scores")
     else:
         w = max(len("measure"), int(h["name"].str.len().max()))
-        lines.append(f"  {'section':<15}{'measure':<{w + 2}}{'system':<12}{'n':>5}{'value':>9}{'random':>9}"
-                     f"{'truth':>9}{'normalised':>12}")
+        lines.append(f"  {'section':<15}{'measure':<{w + 2}}{'system':<12}{'n':>5}{'value [95% interval]':>25}"
+                     f"{'random':>9}{'truth':>9}{'normalised [95% interval]':>28}")
         prev = None
         for r in h.itertuples():
             section = r.section if r.section != prev else ""
             prev = r.section
-            lines.append(f"  {section:<15}{r.name:<{w + 2}}{r.system:<12}{r.n:>5}{_num(r.value):>9}"
-                         f"{_num(r.random):>9}{_num(r.truth):>9}{_num(r.normalised):>12}")
+            value = with_interval(r.value, getattr(r, "value_low", None), getattr(r, "value_high", None))
+            norm = with_interval(r.normalised, getattr(r, "normalised_low", None), getattr(r, "normalised_high", None))
+            lines.append(f"  {section:<15}{r.name:<{w + 2}}{r.system:<12}{r.n:>5}{value:>25}"
+                         f"{_num(r.random):>9}{_num(r.truth):>9}{norm:>28}")
     if (report_art.path / CONTROLS_FILE).exists():
         lines.append(controls_text(pd.read_parquet(report_art.file(CONTROLS_FILE))))
     not_run = report_art.summary.get("not_run", [])

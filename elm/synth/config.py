@@ -33,11 +33,12 @@ class SynthesisConfig:
     """Task names from elm/synth/catalog.py, or ("all",)."""
     train_movies: int | None = 200
     """Training-split movies to write targets for (None: all eligible)."""
-    heldout_movies: int | None = 20
-    """Held-out movies, each with every selected movie task (the ground-truth reference)."""
+    heldout_movies: int | None = 60
+    """Held-out movies, each with every selected movie task (the ground-truth reference). Evaluation draws
+    its movies per task from these, so more of them means more independent movies behind every number."""
     train_users: int | None = 40
     """Training-split users for the user tasks (None: all)."""
-    heldout_users: int | None = 10
+    heldout_users: int | None = 30
     """Held-out users for the user tasks."""
     tasks_per_movie: int | None = 4
     """Movie tasks sampled per training movie (None: every selected task)."""
