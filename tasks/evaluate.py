@@ -38,7 +38,7 @@ def evaluate_task(versions: dict[str, str], cfg: EvalConfig, artifacts_dir: str 
     scores = art.file("scores.parquet")
     import pandas as pd
 
-    table = pd.read_parquet(scores).round(4).astype(object)
+    table = pd.read_parquet(scores).round(3).astype(object)
     create_table_artifact(key="evaluate-scores", table=table.where(table.notna(), None).to_dict("records"),
                           description=f"evaluate {art.version}: SC/BC per split and task with random and "
                                       "teacher (truth) references")

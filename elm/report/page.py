@@ -110,7 +110,9 @@ CONTROLS_INTRO = (
     "*specificity* is the difference (0 for a text that ignores its input). Every text is cleaned the same "
     "way before scoring: sentences naming the movie are removed. Facts are read back from the summaries "
     "(the decade and the genres they state) and compared with the movie's, and with a shuffled movie's. "
-    "Brackets: 95% bootstrap intervals over movies.")
+    "Brackets: 95% bootstrap intervals over movies. The SC measures are repeated under a second encoder "
+    "(another model than the one that made the vectors), and a conclusion that holds under one of them only "
+    "is flagged.")
 
 
 def _controls_md(ctrl: pd.DataFrame) -> str:

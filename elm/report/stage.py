@@ -153,9 +153,10 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
 
 
 def report_tables(report_art: Artifact) -> dict[str, list[dict]]:
-    """The per-task and headline tables as JSON-safe rows (NaN -> None), e.g. for Prefect table artifacts."""
-    return {"per_task": _records(pd.read_parquet(report_art.file(PER_TASK_FILE))),
-            "headline": _records(pd.read_parquet(report_art.file(HEADLINE_FILE)))}
+    """The per-task and headline tables as JSON-safe rows (NaN -> None), numbers rounded to 3 digits for
+    reading, e.g. for Prefect table artifacts."""
+    return {"per_task": _records(pd.read_parquet(report_art.file(PER_TASK_FILE)).round(3)),
+            "headline": _records(pd.read_parquet(report_art.file(HEADLINE_FILE)).round(3))}
 
 
 def report_markdown(report_art: Artifact) -> str:
