@@ -7,6 +7,7 @@ import pytest
 
 from elm.metrics.bootstrap import interval, mean_interval
 from elm.metrics.facts import fact_scores, stated_decades, stated_genres
+from elm.metrics.semantic_consistency import others_mean
 
 
 def test_decades_in_the_forms_texts_use():
@@ -51,3 +52,17 @@ def test_intervals_need_two_entities_and_a_defined_statistic():
     assert np.isnan(interval(lambda i: np.nan, 10)).all()
     m, lo, hi = mean_interval([1.0, np.nan, 3.0, 2.0])
     assert m == 2.0 and lo < 2.0 < hi
+
+
+def test_the_shuffled_reference_is_the_mean_over_every_other_row():
+    rng = np.random.default_rng(0)
+    texts, vectors = rng.normal(size=(5, 8)), rng.normal(size=(5, 8))
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    cos = unit(texts) @ unit(vectors).T
+    expected = [np.mean([cos[i, j] for j in range(5) if j != i]) for i in range(5)]
+    assert others_mean(texts, vectors) == pytest.approx(expected, abs=1e-6)
+    # a text that ignores its input (the same text everywhere) is as close to its own row as to the others
+    same = np.repeat(texts[:1], 5, axis=0)
+    own = np.einsum("ij,ij->i", unit(same), unit(vectors))
+    assert (own - others_mean(same, vectors)).mean() == pytest.approx(0, abs=1e-6)
+    assert np.isnan(others_mean(texts[:1], vectors[:1])).all()  # one row has no other to compare with

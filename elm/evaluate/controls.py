@@ -5,9 +5,10 @@ A score without its control is not a result: a model that writes one text per ta
 rows of the generalisation experiment, for every system (elm, baseline, truth = the teacher):
 
     sc                   mean SC of the cleaned text against its own movie's vector
-    sc_shuffled          the same texts against a shuffled movie's vector (same task). For the ELM this is also
-                         the shuffled-input control: decoding is greedy, so the ELM given movie j's vector
-                         writes exactly its text for j, and scoring that against movie i is this pairing
+    sc_shuffled          the same texts against the other held-out movies' vectors (same task; the mean over
+                         them, metrics/semantic_consistency.py: others_mean). For the ELM this is also the
+                         shuffled-input control: decoding is greedy, so the ELM given movie j's vector writes
+                         exactly its text for j, and scoring that against movie i is this pairing
     specificity          sc - sc_shuffled: 0 for a text that ignores its input
     specificity_ratio    a system's specificity over the teacher's, on the same rows (1: reads as well)
     normalised           (sc - teacher's sc_shuffled) / (teacher's sc - teacher's sc_shuffled)
@@ -16,7 +17,7 @@ rows of the generalisation experiment, for every system (elm, baseline, truth = 
     distinct             share of distinct texts among the answers to one task, averaged over tasks
     decade, genre_f1, genre_precision, genre_recall
                          facts read back from summaries (elm/metrics/facts.py); ``control`` holds the same
-                         measure against a shuffled movie's facts
+                         measure against every other summarised movie's facts (the mean over shufflings)
 
 Intervals resample movies (bootstrap over entities, elm/metrics/bootstrap.py).
 """
@@ -30,7 +31,6 @@ from elm.embed.splits import HELDOUT
 from elm.evaluate.config import SUMMARY_TASK
 from elm.metrics.bootstrap import interval
 from elm.metrics.facts import fact_scores
-from elm.metrics.semantic_consistency import random_partner
 
 COLUMNS = ["measure", "system", "n", "value", "low", "high", "control"]
 """controls.parquet: n counts what the value averages over (movies, tasks); control: the measure's own
@@ -120,9 +120,10 @@ def fact_controls(held: pd.DataFrame, movies: pd.DataFrame, seed: int) -> list[d
         d = d[d["entity_id"].isin(facts.index)].reset_index(drop=True)
         if len(d) < 2:
             continue
-        other = random_partner(len(d), seed)
         own = pd.DataFrame([fact_scores(t, *facts.loc[int(e)]) for t, e in zip(d["output"], d["entity_id"])])
-        shuf = pd.DataFrame([fact_scores(t, *facts.loc[int(d["entity_id"][j])]) for t, j in zip(d["output"], other)])
+        # the control: each text against every other summarised movie's facts (all shufflings at once)
+        shuf = pd.DataFrame([fact_scores(t, *facts.loc[int(e)]) for i, t in enumerate(d["output"])
+                             for j, e in enumerate(d["entity_id"]) if j != i])
         for measure in ("decade", "genre_f1", "genre_precision", "genre_recall"):
             x = own[measure].to_numpy(float)
             ok = np.isfinite(x)
