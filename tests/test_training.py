@@ -75,7 +75,7 @@ def test_config_validates_and_round_trips(tmp_path):
     cfg = TrainConfig(movie_space="behavioral", stage2=StageConfig(steps=5, lr=1e-4, lora=True, target_modules=["q_proj"]))
     assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg
     assert json.loads((tmp_path / "c.json").read_text())["stage2"]["target_modules"] == ["q_proj"]
-    assert TrainConfig().stage1.lr == 3e-3 and TrainConfig().adapter["soft_tokens"] == 4
+    assert TrainConfig().stage1.lr == 3e-3 and TrainConfig().adapter["soft_tokens"] == 8
     for bad, match in [(dict(movie_space="text"), "movie_space"), (dict(mixed_precision="fp8"), "mixed_precision"),
                        (dict(stage1=StageConfig(steps=1, lr=1e-3, lora=True)), "stage 1 trains the adapters only"),
                        (dict(adapter={"depth": 0}), "depth"), (dict(adapter={"in_dim": 3}), "adapter"),

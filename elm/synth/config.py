@@ -31,8 +31,9 @@ class SynthesisConfig:
     has the numbers). With a capable teacher (local GPU model, or openai -> vLLM), use that."""
     tasks: tuple[str, ...] = ("all",)
     """Task names from elm/synth/catalog.py, or ("all",)."""
-    train_movies: int | None = 200
-    """Training-split movies to write targets for (None: all eligible)."""
+    train_movies: int | None = None
+    """Training-split movies to write targets for (None: all eligible). The template teacher writes thousands
+    a second, and more distinct movies teach the ELM more about its vectors than more tasks per movie."""
     heldout_movies: int | None = 60
     """Held-out movies, each with every selected movie task (the ground-truth reference). Evaluation draws
     its movies per task from these, so more of them means more independent movies behind every number."""
@@ -40,12 +41,13 @@ class SynthesisConfig:
     """Training-split users for the user tasks (None: all)."""
     heldout_users: int | None = 30
     """Held-out users for the user tasks."""
-    tasks_per_movie: int | None = 4
+    tasks_per_movie: int | None = 1
     """Movie tasks sampled per training movie (None: every selected task)."""
     min_movie_ratings: int = 10
     """Movies with fewer ratings are not sampled: their behavioral vectors are mostly noise."""
-    max_new_tokens: int | None = None
-    """Caps every task's max_target_tokens (shorter targets generate and train faster)."""
+    max_new_tokens: int | None = 48
+    """Caps every task's max_target_tokens (shorter targets generate and train faster; the first sentences,
+    which state era and genres, are kept)."""
     partner_space: str = "semantic"
     """Space whose nearest neighbour is the partner of "nearest" two-movie tasks: semantic or behavioral."""
     seed: int = 0

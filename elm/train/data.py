@@ -35,6 +35,9 @@ class TrainData:
     samples: dict[str, np.ndarray]
     """A few vectors per space: the adapter's output scale is calibrated on them."""
     counts: dict
+    warm_start: dict | None = None
+    """For warm_start.py: the movie space's name, the vectors of its training-split movies and their facts
+    (year, genres). None when the config turns the warm start off or training reads no movie slot."""
 
 
 def load_artifact(path: Path) -> Artifact:
@@ -146,7 +149,22 @@ def load_data(cfg: TrainConfig, arts: Mapping[str, Artifact]) -> TrainData:
     counts = {"train": len(train), "val": len(val), "heldout_available": int(heldout.sum()), "dropped": dropped}
     log.info("train: %d training examples, %d validation examples (of %d held-out), spaces %s",
              len(train), len(val), int(heldout.sum()), ", ".join(s.name for s in spaces))
-    return TrainData(spaces, train, val, samples, counts)
+    warm = warm_start_movies(synthesize, sources["movie"], *tables["movie"]) \
+        if cfg.warm_start and "movie" in used else None
+    return TrainData(spaces, train, val, samples, counts, warm)
+
+
+def warm_start_movies(synthesize: Artifact, source: Artifact, space: str, vectors) -> dict:
+    """Every training-split movie with a vector in the space, and its facts (the ingest and splits artifacts
+    synthesize was made from, found where the vectors' ``source`` artifact lives; held-out movies are left
+    out)."""
+    from elm.lineage import home_store, read_tables
+
+    found = resolve_lineage(synthesize, ["ingest", "splits"], store=home_store(source))
+    movies = read_tables(found["ingest"], ("movies",))["movies"].set_index("movieId")
+    split = read_tables(found["splits"], ("movies",))["movies"].set_index("movieId")["split"]
+    ids = vectors.ids[np.isin(vectors.ids, split.index[split == "train"]) & np.isin(vectors.ids, movies.index)]
+    return {"space": space, "vectors": vectors.get(ids), "movies": movies.loc[ids, ["year", "genres"]]}
 
 
 def batch_indices(n: int, batch_size: int, seed: int, stage: int, micro_step: int,

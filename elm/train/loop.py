@@ -25,7 +25,9 @@ from elm.train.data import TrainData, batch_indices
 
 if TYPE_CHECKING:
     from elm.artifacts import ArtifactStore
+    from elm.model.base_lm import fast_bf16
     from elm.model.elm import ELM
+    from elm.train.warm_start import warm_start_movie_adapter
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,12 @@ def _optimizer(elm: ELM, sc: StageConfig):
     import torch
 
     params = [p for p in elm.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": sc.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    adapter = {id(p) for p in elm.adapters.parameters()}
+    groups = []  # the LM's groups first: the logged lr is the first group's
+    for lr, ps in ((sc.lr, [p for p in params if id(p) not in adapter]),
+                   (sc.adapter_lr or sc.lr, [p for p in params if id(p) in adapter])):
+        groups += [{"params": [p for p in ps if p.ndim >= 2], "weight_decay": sc.weight_decay, "lr": lr},
+                   {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0, "lr": lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=sc.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(sc, s))
     return opt, sched
@@ -111,7 +117,10 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
 
     work_dir = Path(work_dir)
     # A batch may hold no vector of some space (e.g. no user row): DDP must allow unused adapters.
-    acc = Accelerator(mixed_precision=None if cfg.mixed_precision == "auto" else cfg.mixed_precision,
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if fast_bf16() else None  # None: what the accelerate config says
+    acc = Accelerator(mixed_precision=mp,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     main = acc.is_main_process
     ckpt_root = work_dir / CHECKPOINTS
@@ -135,6 +144,9 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
 
     torch.manual_seed(cfg.seed)
     elm = ELM.from_base(cfg.elm_config(data.spaces), store, samples=data.samples).to(acc.device)
+    if data.warm_start is not None and restore is None:  # a restored checkpoint brings its own adapter
+        w = data.warm_start
+        state["warm_start"] = warm_start_movie_adapter(elm, w["space"], w["vectors"], w["movies"], cfg.warm_start_ridge)
     elm.train()
     collate = elm.collator()
     # Sorted by length so eval batches carry little padding; the loss is token-weighted, so order is moot.
@@ -243,7 +255,8 @@ def _summary(cfg: TrainConfig, data: TrainData, state: dict, acc) -> dict:
            for k in ("untrained", "after_stage1", "after_stage2")}
     return {"val_loss": val, "stages": stages, "examples": data.counts,
             "spaces": [asdict(s) for s in data.spaces], "device": str(acc.device),
-            "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision}
+            "num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
+            "warm_start": state.get("warm_start")}
 
 
 def write_curves(rows: list[dict], work_dir: Path, val_loss: dict) -> None:

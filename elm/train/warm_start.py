@@ -1,0 +1,94 @@
+"""Stage 0: start a movie adapter where the LM can already read it, in closed form, before any gradient step.
+
+Why: a randomly initialised adapter gives the frozen LM soft tokens it has never seen. Gradient steps then
+lower the loss fastest by teaching the shared form of the targets ("A film from the ... that combines ..."),
+and a CPU budget of a few hundred steps ends there: the text ignores the vector. Yet the facts the targets
+state are linearly readable from the vectors (a logistic probe on MiniLM movie vectors gets the decade of
+held-out movies 96% right and their genres with F1 0.92).
+
+So, as LLaVA aligns its projector on captions before instruction tuning, the adapter is aligned on
+captions first, but without training: every training-split movie gets a caption made of its facts,
+
+    " 1990s comedy romance"   ->  tokens  1 9 9 0 s ␣comedy ␣romance ␣film  (padded to soft_tokens)
+
+and the adapter's last layer is fitted by ridge regression so that its soft tokens for the movie's vector
+are the LM's input embeddings of those caption tokens. The hidden layer keeps its random init (random
+features), so this is one linear solve over all training movies: seconds on a CPU, and it uses every movie
+of the catalog, not the few hundred the step budget lets training see. Held-out movies are never used.
+The LM then reads a held-out movie's vector as (nearly) the words of its caption; training teaches it to
+say them in the tasks' forms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from elm.metrics.facts import decade_of
+
+log = logging.getLogger(__name__)
+
+GENRE_WORDS = {"Sci-Fi": "sci-fi", "Children": "family", "Film-Noir": "noir", "(no genres listed)": None}
+"""How a MovieLens genre is said in a caption (lower-cased name otherwise)."""
+PAD_WORD = " film"
+"""Fills the soft tokens a short caption leaves free."""
+
+
+def movie_caption(year, genres: Sequence[str]) -> str:
+    """The facts a movie vector should carry, as words: " 1990s comedy romance" (no title: the ELM must not
+    recall titles; the decade is left out when the year is unknown)."""
+    words = [GENRE_WORDS.get(g, str(g).lower()) for g in (genres if genres is not None else [])]
+    decade = decade_of(year)
+    return (f" {decade}s" if decade is not None else "") + "".join(f" {w}" for w in words if w)
+
+
+def caption_token_ids(tokenizer, captions: Sequence[str], k: int) -> torch.Tensor:
+    """[n, k] token ids of each caption, cut or padded with PAD_WORD to k."""
+    pad = tokenizer(PAD_WORD, add_special_tokens=False).input_ids[-1]
+    out = []
+    for c in captions:
+        ids = tokenizer(c, add_special_tokens=False).input_ids
+        if ids and tokenizer.decode(ids[:1]).strip() == "":  # a lone leading space token carries nothing
+            ids = ids[1:]
+        out.append((ids + [pad] * k)[:k])
+    return torch.tensor(out, dtype=torch.long)
+
+
+@torch.no_grad()
+def fit_adapter_to_captions(adapter, vectors: np.ndarray, token_ids: torch.Tensor, embeddings: torch.Tensor,
+                            ridge: float = 1.0) -> float:
+    """Set the adapter's last layer so that adapter(vectors) ~ embeddings[token_ids] (ridge regression on
+    the hidden features); returns the fraction of the targets' variance explained on the fitting rows."""
+    x = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+    w_dtype = adapter.last.weight.dtype
+    feats = adapter.mlp[:-1](adapter.normalize(x.to(w_dtype))).float()
+    feats = torch.cat([feats, torch.ones(len(feats), 1)], dim=1)
+    target = embeddings.detach().float()[token_ids].reshape(len(x), -1)  # [n, k * hidden]
+    gram = feats.T @ feats
+    gram += ridge * torch.eye(len(gram))
+    gram[-1, -1] -= ridge  # the bias is not shrunk
+    w = torch.linalg.solve(gram, feats.T @ target)
+    adapter.last.weight.copy_(w[:-1].T.to(w_dtype))
+    adapter.last.bias.copy_(w[-1].to(w_dtype))
+    resid = (feats @ w - target).pow(2).sum().item()
+    total = (target - target.mean(0)).pow(2).sum().item()
+    return 1.0 - resid / total if total > 0 and math.isfinite(resid) else math.nan
+
+
+def warm_start_movie_adapter(elm, space: str, vectors: np.ndarray, movies: pd.DataFrame,
+                             ridge: float = 1.0) -> dict:
+    """Fit ``elm.adapters[space]`` to the captions of ``movies`` (rows aligned with ``vectors``; columns year,
+    genres). Returns what the log and the train summary report."""
+    adapter = elm.adapters[space]
+    k = adapter.cfg.soft_tokens
+    captions = [movie_caption(y, g) for y, g in zip(movies["year"], movies["genres"])]
+    ids = caption_token_ids(elm.tokenizer, captions, k)
+    r2 = fit_adapter_to_captions(adapter, vectors, ids, elm.lm.get_input_embeddings().weight, ridge)
+    log.info("warm start: %s adapter fitted to the captions of %d training movies (%d soft tokens, R^2 %.2f), "
+             "e.g. %r", space, len(captions), k, r2, captions[0].strip())
+    return {"space": space, "movies": len(captions), "soft_tokens": k, "r2": round(r2, 3), "ridge": ridge}
