@@ -190,3 +190,13 @@ def test_download_of_missing_url_is_a_clear_error(http_dir, store, tmp_path):
     with pytest.raises(SourceError, match="could not download .*nothing.zip"):
         ingest(IngestConfig(source=f"{url}/nothing.zip"), store, tmp_path / "data")
     assert not list((tmp_path / "data").rglob("*.part"))
+
+
+def test_a_quote_in_the_source_and_store_paths(tmp_path):
+    """Paths reach DuckDB's SQL as quoted literals: a ' in a folder name is just a character."""
+    from elm.artifacts import ArtifactStore
+
+    src = _copy_small(tmp_path / "it's")
+    store = ArtifactStore(tmp_path / "o'x" / "artifacts")
+    art, hit = ingest(IngestConfig(source=str(src)), store, tmp_path / "data")
+    assert not hit and art.rows["movies.parquet"] == 9742 and art.rows["ratings.parquet"] == 100836
