@@ -80,6 +80,8 @@ def load_vector_file(path: str | os.PathLike) -> np.ndarray:
         arr = np.asarray(arr, dtype=np.float32)
     except DescribeError:
         raise
+    except EOFError as e:  # numpy's word for a .npy that ends before its header or data
+        raise DescribeError(f"vector file {path} is empty or truncated ({path.stat().st_size} bytes): {e}") from e
     except (OSError, ValueError, TypeError) as e:
         raise DescribeError(f"vector file {path} is unreadable or not numeric: {e}") from e
     if arr.ndim == 1:
