@@ -428,16 +428,37 @@ def sql(
 
 @app.command("artifacts")
 def list_artifacts(
-    stage: Optional[str] = typer.Argument(None, help="Only this stage."), artifacts: Optional[Path] = ArtifactsOpt
+    stage: Optional[str] = typer.Argument(None, help="Only this stage."),
+    check: bool = typer.Option(False, "--check", help="Hash every file against its manifest's sha256 (reads the "
+                               "whole store); exit status 1 when any version is damaged."),
+    artifacts: Optional[Path] = ArtifactsOpt,
 ) -> None:
-    """List artifact versions (newest last), marking the latest of each stage."""
+    """List artifact versions (newest last), marking the latest of each stage (*) and damaged ones (!).
+
+    A damaged version (no or an unreadable manifest, a file missing or changed) is rebuilt by the next run
+    of the command that made it.
+    """
     store = _store(artifacts)
+    damaged = versions = files = 0
     for st in [stage] if stage else store.stages():
-        latest = store.latest(st)
-        for art in store.versions(st):
-            mark = "*" if latest and latest.version == art.version else " "
+        latest = store.latest_name(st)
+        intact, broken = [], []
+        for art, why in store.scan(st, deep=check):
+            (intact if why is None else broken).append((art, why))
+        for art, _ in sorted(intact, key=lambda x: x[0].manifest["created_at"]):
+            mark = "*" if latest == art.version else " "
             rows = " ".join(f"{k.removesuffix('.parquet')}={v}" for k, v in art.rows.items())
             typer.echo(f"{mark} {st:<12} {art.version}  {art.manifest['created_at']}  {rows}")
+            files += len(art.manifest["files"])
+        for art, why in broken:
+            name = getattr(art, "version", None) or art.name
+            typer.echo(f"! {st:<12} {name}  DAMAGED{' (latest)' if latest == name else ''}: {why}")
+        versions += len(intact) + len(broken)
+        damaged += len(broken)
+    if check:
+        typer.echo(f"checked {versions} version(s): {files} file(s) match their manifests; {damaged} damaged")
+    if damaged and check:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

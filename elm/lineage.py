@@ -98,7 +98,7 @@ def read_tables(art: Artifact, names: tuple[str, ...], optional: tuple[str, ...]
             if name in optional:
                 continue
             raise ArtifactError(f"{art.stage}/{art.version} has no table {name!r} ({path})")
-        art.verify({path.name})
+        path = art.file(path.name)  # checked against the manifest's sha256
         try:
             out[name] = pq.read_table(path).to_pandas()
         except (OSError, pa.ArrowException) as e:

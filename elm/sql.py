@@ -11,26 +11,40 @@ Table:
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import duckdb
 
-from elm.artifacts import ArtifactStore
+from elm.artifacts import ArtifactError, ArtifactStore
+
+log = logging.getLogger(__name__)
 
 
 def _ident(*parts: str) -> str:
     return re.sub(r"[^0-9a-zA-Z_]", "_", "_".join(parts))
 
 
-def _lit(s: str) -> str:
+def sql_literal(s: str) -> str:
+    """A string as a DuckDB SQL literal (paths go into SQL this way: table functions and COPY take no
+    parameters for them)."""
     return "'" + s.replace("'", "''") + "'"
+
+
+_lit = sql_literal
 
 
 def connect(store: ArtifactStore, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     rows = []
     for stage in store.stages():
-        latest = store.latest(stage)
+        # A damaged version (no or an unreadable manifest, missing files) is left out, not a failure of the lot.
+        for path, why in store.damaged(stage):
+            log.warning("sql: skipping damaged version %s: %s", path, why)
+        try:
+            latest = store.latest(stage)
+        except ArtifactError:
+            latest = None
         versions = store.versions(stage)
         tables: dict[str, list[tuple[str, str]]] = {}
         for art in versions:

@@ -97,6 +97,13 @@ def test_far_vectors_report_a_low_nearest_cosine(world):
     assert u_far.space == USR  # a raw vector in a user task defaults to the user space
 
 
+def test_a_zero_vector_has_no_nearest_entity(world):
+    _, _, d, _ = world
+    (zero,) = d.describe("summary", vectors=[np.zeros(d.table(SEM).vectors.dim, dtype=np.float32)], **KW)[0].slots
+    assert zero.nearest_id is None and zero.nearest_title is None and zero.nearest_cosine is None
+    assert zero.describe().endswith("nearest undefined for a zero vector") and zero.outside is None
+
+
 def test_batched_equals_one_by_one_and_keeps_order(world):
     _, _, d, _ = world
     v = d.table(SEM).lookup([2571])[0] * 0.7
@@ -261,7 +268,12 @@ def test_vector_files(tmp_path):
     np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
     (tmp_path / "bad.json").write_text('{"a": 1')
     (tmp_path / "v.txt").write_text("1 2 3")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "short.npy", v)
+    (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:-5])
     for name, match in [("missing.npy", "does not exist"), ("bad.json", "unreadable or not numeric"),
+                        ("empty.npy", r"empty.npy is empty or truncated \(0 bytes\)"),
+                        ("short.npy", "short.npy is unreadable or not numeric"),
                         ("cube.npy", r"expected shape \[k, dim\] or \[dim\], got \[2, 2, 2\]"),
                         ("v.txt", "unknown type '.txt'")]:
         with pytest.raises(DescribeError, match=match):

@@ -190,3 +190,36 @@ def test_download_of_missing_url_is_a_clear_error(http_dir, store, tmp_path):
     with pytest.raises(SourceError, match="could not download .*nothing.zip"):
         ingest(IngestConfig(source=f"{url}/nothing.zip"), store, tmp_path / "data")
     assert not list((tmp_path / "data").rglob("*.part"))
+
+
+def test_a_quote_in_the_source_and_store_paths(tmp_path):
+    """Paths reach DuckDB's SQL as quoted literals: a ' in a folder name is just a character."""
+    from elm.artifacts import ArtifactStore
+
+    src = _copy_small(tmp_path / "it's")
+    store = ArtifactStore(tmp_path / "o'x" / "artifacts")
+    art, hit = ingest(IngestConfig(source=str(src)), store, tmp_path / "data")
+    assert not hit and art.rows["movies.parquet"] == 9742 and art.rows["ratings.parquet"] == 100836
+
+
+def _extract_many(zip_path: str, dest: str, rounds: int) -> str:
+    from elm.data.sources import DATASETS, extract_zip
+
+    try:
+        for _ in range(rounds):
+            extract_zip(Path(zip_path), Path(dest), DATASETS["ml-latest-small"])
+            assert (Path(dest) / "ratings.csv").stat().st_size == (SMALL / "ratings.csv").stat().st_size
+    except Exception as e:  # noqa: BLE001 - reported back to the test
+        return f"{type(e).__name__}: {e}"
+    return "ok"
+
+
+def test_concurrent_extractions_of_one_zip_into_one_folder(tmp_path):
+    import multiprocessing
+
+    z = _zip_of(SMALL, tmp_path / "ml-latest-small.zip")
+    dest = tmp_path / "data" / "raw" / "ml-latest-small" / "from-ml-latest-small"
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        results = pool.starmap(_extract_many, [(str(z), str(dest), 3)] * 8)
+    assert results == ["ok"] * 8
+    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]  # no temporary folder left

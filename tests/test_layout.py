@@ -11,8 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS = [
-    ("elm.settings", "elm.logs", "elm.configs", "elm.vectors", "elm.artifacts", "elm.workparts", "elm.lineage",
-     "elm.sql"),
+    ("elm.settings", "elm.logs", "elm.configs", "elm.vectors", "elm.fileops", "elm.artifacts", "elm.workparts",
+     "elm.lineage", "elm.sql"),
     ("elm.data",),
     ("elm.embed",),
     ("elm.metrics",),

@@ -6,6 +6,8 @@ sha256 are checked before use; a download is checked before it is moved into pla
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -15,6 +17,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from elm.artifacts import sha256_file
 
@@ -203,9 +206,30 @@ def download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:
     return dest
 
 
+EXTRACTED_FROM = ".extracted-from"
+"""In an extracted folder: which zip (path, size, mtime) it holds, so a second extraction of it is skipped."""
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder (flock on the folder itself: no lock file is left behind)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def extract_zip(zip_path: Path, dest: Path, spec: DatasetSpec) -> Path:
-    """Extract the dataset's files (flattening the zip's top folder) into ``dest``, atomically."""
+    """Extract the dataset's files (flattening the zip's top folder) into ``dest``, atomically.
+
+    Concurrent runs extracting into the same place take turns, and the zip ``dest`` already holds is not
+    extracted again: replacing a folder that another ingest is reading would pull it from under that run.
+    """
     wanted = set(spec.required + spec.optional)
+    st = zip_path.stat()
+    identity = f"{zip_path.resolve()}\n{st.st_size}\n{st.st_mtime_ns}\n"
     try:
         with zipfile.ZipFile(zip_path) as zf:
             members = {Path(m.filename).name: m for m in zf.infolist() if Path(m.filename).name in wanted}
@@ -213,16 +237,24 @@ def extract_zip(zip_path: Path, dest: Path, spec: DatasetSpec) -> Path:
             if missing:
                 raise SourceError(f"{spec.name}: zip {zip_path} lacks required file(s) {', '.join(missing)}")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
-            try:
-                for name, member in members.items():
-                    with zf.open(member) as src, open(tmp / name, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                if dest.exists():
-                    shutil.rmtree(dest)
-                os.rename(tmp, dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            with _folder_lock(dest.parent):
+                marker = dest / EXTRACTED_FROM
+                if marker.is_file() and marker.read_text() == identity and all((dest / n).is_file() for n in members):
+                    log.info("%s: %s already holds the files of %s", spec.name, dest, zip_path)
+                    return dest
+                tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+                try:
+                    for name, member in members.items():
+                        with zf.open(member) as src, open(tmp / name, "wb") as out:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                    (tmp / EXTRACTED_FROM).write_text(identity)
+                    if dest.exists():
+                        aside = dest.with_name(f".old-{dest.name}-{os.getpid()}")
+                        os.rename(dest, aside)
+                        shutil.rmtree(aside, ignore_errors=True)
+                    os.rename(tmp, dest)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as e:
         raise SourceError(f"{spec.name}: zip archive {zip_path} is truncated or corrupt: {e}") from e
     return dest

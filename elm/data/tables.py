@@ -14,9 +14,13 @@ Tables (same schema for every release, so later stages never care which one it w
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import duckdb
+
+from elm.fileops import write_errno
+from elm.sql import sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +67,10 @@ def _check_header(path: Path, expected: list[str]) -> None:
         )
 
 
-def _read_csv_sql(path: Path, columns: dict[str, str]) -> str:
+def _read_csv_sql(path: Path, columns: dict[str, str], options: str = "header=true") -> str:
     cols = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
-    return f"read_csv('{path}', header=true, auto_detect=false, columns={{{cols}}}, quote='\"', escape='\"')"
+    return (f"read_csv({sql_literal(str(path))}, {options}, auto_detect=false, columns={{{cols}}}, "
+            f"quote='\"', escape='\"')")
 
 
 def convert(folder: Path, layout: str, out_dir: Path, threads: int | None = None) -> dict[str, Path]:
@@ -86,8 +91,11 @@ def convert(folder: Path, layout: str, out_dir: Path, threads: int | None = None
 
 def _copy(con: duckdb.DuckDBPyConnection, select_sql: str, out: Path, source: Path) -> Path:
     try:
-        con.execute(f"COPY ({select_sql}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+        con.execute(f"COPY ({select_sql}) TO {sql_literal(str(out))} "
+                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
     except duckdb.Error as e:
+        if code := write_errno(e):  # the output cannot be written: not the source's fault
+            raise OSError(code, os.strerror(code), str(out)) from e
         msg = str(e).splitlines()[0:6]
         raise TableFormatError(f"{source}: cannot be read as the expected table: {' '.join(msg)}") from e
     return out
@@ -114,7 +122,7 @@ def _convert_ml100k(con, folder: Path, out_dir: Path) -> dict[str, Path]:
     ratings = folder / "u.data"
     out["ratings"] = _copy(
         con,
-        f"""SELECT userId, movieId, rating::FLOAT AS rating, timestamp FROM read_csv('{ratings}', delim='\t',
+        f"""SELECT userId, movieId, rating::FLOAT AS rating, timestamp FROM read_csv({sql_literal(str(ratings))}, delim='\t',
             header=false, auto_detect=false,
             columns={{'userId': 'INTEGER', 'movieId': 'INTEGER', 'rating': 'INTEGER', 'timestamp': 'BIGINT'}})""",
         out_dir / "ratings.parquet",
@@ -125,7 +133,7 @@ def _convert_ml100k(con, folder: Path, out_dir: Path) -> dict[str, Path]:
     item_cols = {"movieId": "INTEGER", "title": "VARCHAR", "released": "VARCHAR", "video": "VARCHAR",
                  "imdb_url": "VARCHAR", **flag_cols}
     genre_list = "[" + ", ".join(f"CASE WHEN g{i} = 1 THEN '{g}' END" for i, g in enumerate(ML100K_GENRES)) + "]"
-    read = _read_csv_sql(items, item_cols).replace("header=true", "header=false, delim='|', encoding='latin-1'")
+    read = _read_csv_sql(items, item_cols, "header=false, delim='|', encoding='latin-1'")
     out["movies"] = _copy(
         con,
         f"""SELECT {_MOVIE_COLUMNS_SQL} FROM (

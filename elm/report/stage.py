@@ -114,7 +114,7 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
         per_task = per_task.merge(per_task_intervals(gens), on=["split", "task"], how="left")
         cav_curve = query(con, CAV_CURVE_SQL)
         headline = headline_intervals(headline_table(con), gens, cav_curve)
-        config_path = evaluate_art.path / EVAL_CONFIG
+        config_path = evaluate_art.file(EVAL_CONFIG) if (evaluate_art.path / EVAL_CONFIG).exists() else None
         controls = read_tables(evaluate_art, ("controls",), optional=("controls",)).get("controls")
         if controls is not None:
             controls.to_parquet(work.path / CONTROLS_FILE, index=False)
@@ -122,7 +122,7 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
             evaluate=evaluate_art, per_task=per_task, headline=headline,
             classifiers=query(con, CAV_CLASSIFIERS_SQL), examples=query(con, EXAMPLES_SQL),
             interpolation_example=query(con, INTERPOLATION_EXAMPLE_SQL), cav_example=query(con, CAV_EXAMPLE_SQL),
-            not_run=not_run, eval_config=json.loads(config_path.read_text()) if config_path.exists() else None,
+            not_run=not_run, eval_config=json.loads(config_path.read_text()) if config_path else None,
             controls=controls,
         )
         per_task.to_parquet(work.path / PER_TASK_FILE, index=False)

@@ -30,6 +30,8 @@ class SlotReport:
     """The input, for display: "movieId 1", "vectors[0]"."""
     id_name: str | None = None
     """The id column of the space's table ("movieId", "userId")."""
+    note: str | None = None
+    """Why there is no nearest entity when there is a table (a zero vector has no direction)."""
 
     @property
     def outside(self) -> bool | None:
@@ -44,6 +46,8 @@ class SlotReport:
     def describe(self) -> str:
         """One line: "semantic_movies  movieId 1: nearest Toy Story (1995) (movieId 1), cosine 1.000"."""
         head = f"{self.space}  {self.label}"
+        if self.note:
+            return f"{head}: {self.note}"
         if self.nearest_id is None:
             return f"{head}: no vector table to compare with"
         name = f"{self.nearest_title} ({self.id_name} {self.nearest_id})" if self.nearest_title \

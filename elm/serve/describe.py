@@ -158,7 +158,6 @@ class Describer:
         try:
             art = self.store.resolve(stage, version)
             path = art.file(TABLE_FILES[space.kind])
-            art.verify({path.name})
             vectors = vec.read(path, expected_dim=space.dim)
         except (ArtifactError, vec.VectorError) as e:
             raise DescribeError(f"space {space.name!r} (source {space.source}): {e}") from e
@@ -321,6 +320,10 @@ class Describer:
             nid, cos = table.nearest(np.stack([x.vector for x in xs]))
             ref = table.reference_cosine()
             for x, i, c in zip(xs, nid.tolist(), cos.tolist()):
+                if not np.any(x.vector):  # every cosine is 0: "nearest" would name an arbitrary row
+                    reports[id(x)] = SlotReport(name, x.entity_id, None, None, None, round(ref, 6), x.label,
+                                                table.id_name, note="nearest undefined for a zero vector")
+                    continue
                 reports[id(x)] = SlotReport(name, x.entity_id, int(i), table.titles.get(int(i)), round(float(c), 6),
                                             round(ref, 6), x.label, table.id_name)
         # 3. generation, batched

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from elm import vectors as vec
-from elm.artifacts import ArtifactError, ArtifactStore
+from elm.artifacts import ArtifactError, ArtifactStore, checked_path
 from elm.model.elm import ADAPTERS_FILE, CONFIG_FILE, ELM, ELMLoadError
 from elm.serve.errors import DescribeError
 from elm.train.loop import ELM_DIR
@@ -51,7 +51,10 @@ def load_elm(folder: Path, store: ArtifactStore) -> ELM:
     if folder.is_dir() and not (folder / CONFIG_FILE).exists() and not (folder / ADAPTERS_FILE).exists():
         raise ELMLoadError(f"{folder} is not a saved ELM: it has no {CONFIG_FILE} or {ADAPTERS_FILE}")
     try:
+        checked_path(folder)  # an ELM inside an artifact (elm/, stage1/) is checked against its manifest
         return ELM.load(folder, store)
+    except ArtifactError as e:
+        raise ELMLoadError(str(e)) from None
     except ELMLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - torch/transformers/safetensors raise many types
@@ -77,6 +80,8 @@ def load_vector_file(path: str | os.PathLike) -> np.ndarray:
         arr = np.asarray(arr, dtype=np.float32)
     except DescribeError:
         raise
+    except EOFError as e:  # numpy's word for a .npy that ends before its header or data
+        raise DescribeError(f"vector file {path} is empty or truncated ({path.stat().st_size} bytes): {e}") from e
     except (OSError, ValueError, TypeError) as e:
         raise DescribeError(f"vector file {path} is unreadable or not numeric: {e}") from e
     if arr.ndim == 1:
@@ -93,7 +98,7 @@ def _movie_titles(store: ArtifactStore, ingest_version: str | None) -> dict[int,
     art = store.get("ingest", ingest_version) if ingest_version else None
     if art is None or not (art.path / "movies.parquet").exists():
         return {}
-    t = pq.read_table(art.path / "movies.parquet", columns=["movieId", "title"])
+    t = pq.read_table(art.file("movies.parquet"), columns=["movieId", "title"])
     return dict(zip(t.column("movieId").to_pylist(), t.column("title").to_pylist()))
 
 

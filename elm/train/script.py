@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     from elm.train.data import input_artifacts, load_data
     from elm.train.stage import TRAIN
     from elm.train.loop import fit
+    from elm.train.process import die_with_parent_if_asked
 
     args = parse_args(argv)
+    die_with_parent_if_asked()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     # One voice: with several processes only the first one logs progress.

@@ -45,6 +45,7 @@ from elm.lineage import StageSpec, publish
 from elm.train.checkpoints import list_checkpoints
 from elm.train.config import TrainConfig, TrainingError, accelerate_config_path
 from elm.train.data import input_artifacts
+from elm.train.process import DIE_WITH_PARENT_ENV, note, parent_death_hook, work_lock
 from elm.train.loop import CHECKPOINTS, CONFIG_FILE, CURVES_FILE, CURVES_PNG, ELM_DIR, STAGE1_DIR, SUMMARY_FILE
 
 if TYPE_CHECKING:
@@ -71,16 +72,22 @@ def launch_command(cfg: TrainConfig, work_dir: Path, arts: dict[str, Artifact], 
     return cmd + (["--resume"] if resume else [])
 
 
-def run_logged(cmd: list[str], env: dict | None = None, tail: int = 40) -> None:
-    """Run cmd, streaming its output line by line to this module's logger; TrainingError with the tail on failure."""
+def run_logged(cmd: list[str], env: dict | None = None, tail: int = 40, lock_fd: int | None = None) -> None:
+    """Run cmd, streaming its output line by line to this module's logger; TrainingError with the tail on failure.
+
+    The process dies with ours, even by kill -9 (elm/train/process.py); ``lock_fd`` (a work_lock) is inherited
+    by it, so the lock outlives us as long as it runs."""
     lines: collections.deque[str] = collections.deque(maxlen=tail)
     # Passive OpenMP waits: on a CPU shared with other work, spinning threads slowed steps 5x here.
     defaults = {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    full_env = {**defaults, **os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**defaults, **os.environ, "PYTHONUNBUFFERED": "1", DIE_WITH_PARENT_ENV: "1", **(env or {})}
     log.info("launching: %s", " ".join(cmd))
     # Own process group: if we are interrupted, the launcher and its workers go down with us.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            env=full_env, start_new_session=True)
+                            env=full_env, start_new_session=True, preexec_fn=parent_death_hook(),
+                            pass_fds=() if lock_fd is None else (lock_fd,))
+    if lock_fd is not None:
+        note(lock_fd, f"pid {os.getpid()} (elm train), launcher pid {proc.pid}")
     try:
         for line in proc.stdout:  # text mode: tqdm's \r redraws arrive as separate lines
             line = line.rstrip()
@@ -127,10 +134,11 @@ def train(arts: dict[str, Artifact], cfg: TrainConfig, store: ArtifactStore,
         else:
             resolve_model_path(cfg.base_model, store)  # converts the packaged default once, before the launch
             cfg.save(work.path / CONFIG_FILE)
-            resume = bool(list_checkpoints(work.path / CHECKPOINTS))
-            if resume:
-                log.info("train: resuming from the checkpoints in %s", work.path / CHECKPOINTS)
-            run_logged(launch_command(cfg, work.path, full, store, resume), env)
+            with work_lock(work.path) as lock:
+                resume = bool(list_checkpoints(work.path / CHECKPOINTS))
+                if resume:
+                    log.info("train: resuming from the checkpoints in %s", work.path / CHECKPOINTS)
+                run_logged(launch_command(cfg, work.path, full, store, resume), env, lock_fd=lock)
         # Checkpoints hold pickled optimizer state and full weights: never part of the artifact.
         shutil.rmtree(work.path / CHECKPOINTS, ignore_errors=True)
         check_publishable(work.path)
