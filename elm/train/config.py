@@ -121,7 +121,7 @@ class TrainConfig:
     stage1: StageConfig = StageConfig(steps=0, lr=3e-3, batch_size=8, warmup_steps=0)
     """Adapters only, the LM frozen. 0 steps by default: the warm start (below) already lands the movie adapter
     where the LM can read it, and gradient steps on the frozen LM then mostly teach the targets' shared form
-    (held-out decade stated right fell from 0.48 to 0.14 with 20 stage-1 steps in front; docs/METHOD.md)."""
+    (docs/METHOD.md, "Training")."""
     stage2: StageConfig = StageConfig(steps=50, lr=1e-4, adapter_lr=1e-3, batch_size=8, warmup_steps=3)
     """Everything (or LoRA) with a new optimizer; the adapters at 10x the LM's rate, or they barely move.
     Step budgets are sized for the embedded default on a 2-core CPU (about 4 minutes of training)."""
