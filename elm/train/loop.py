@@ -25,9 +25,7 @@ from elm.train.data import TrainData, batch_indices
 
 if TYPE_CHECKING:
     from elm.artifacts import ArtifactStore
-    from elm.model.base_lm import fast_bf16
     from elm.model.elm import ELM
-    from elm.train.warm_start import warm_start_movie_adapter
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +111,9 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
+    from elm.model.base_lm import fast_bf16
     from elm.model.elm import ELM
+    from elm.train.warm_start import warm_start_movie_adapter
 
     work_dir = Path(work_dir)
     # A batch may hold no vector of some space (e.g. no user row): DDP must allow unused adapters.
