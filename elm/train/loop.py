@@ -111,16 +111,12 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
-    from elm.model.base_lm import fast_bf16
     from elm.model.elm import ELM
     from elm.train.warm_start import warm_start_movie_adapter
 
     work_dir = Path(work_dir)
     # A batch may hold no vector of some space (e.g. no user row): DDP must allow unused adapters.
-    mp = cfg.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if fast_bf16() else None  # None: what the accelerate config says
-    acc = Accelerator(mixed_precision=mp,
+    acc = Accelerator(mixed_precision=None if cfg.mixed_precision == "auto" else cfg.mixed_precision,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     main = acc.is_main_process
     ckpt_root = work_dir / CHECKPOINTS
