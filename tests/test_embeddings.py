@@ -72,7 +72,7 @@ def test_corrupt_input_artifact_publishes_nothing(small_ingest, tmp_path):
     shutil.copytree(good.path, copy)
     (copy / "ratings.parquet").write_bytes(b"PAR1 not really")
     broken = store.get("ingest", good.version)
-    with pytest.raises(ArtifactError, match="file ratings.parquet does not match its manifest"):
+    with pytest.raises(ArtifactError, match="ratings.parquet does not match its manifest"):
         build_behavioral(broken, FAST.wals, store)
     assert store.versions("behavioral") == []
 
