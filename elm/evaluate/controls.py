@@ -41,7 +41,13 @@ SECOND = {m: f"{m}2" for m in ("sc", "sc_shuffled", "specificity", "specificity_
 """The SC measures again under the second encoder (second_encoder.py), as <measure>2."""
 
 
-def _by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def heldout_movie_rows(gens: pd.DataFrame) -> pd.Series:
+    """The rows every control is measured on: held-out movie rows of the generalisation experiment."""
+    return ((gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT)
+            & (gens["entity_kind"] == "movie"))
+
+
+def by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(entity ids, per-entity sums, per-entity counts) of a column's finite values."""
     d = d[np.isfinite(d[column])]
     g = d.groupby("entity_id")[column].agg(["sum", "count"])
@@ -62,23 +68,23 @@ def _row(measure: str, system: str, n: int, est: tuple[float, float, float], con
 def sc_controls(held: pd.DataFrame, seed: int) -> list[dict]:
     rows = []
     truth = held[held["system"] == "truth"].assign(spec=lambda d: d["sc"] - d["sc_random"])
-    t_ids, t_spec, t_n = _by_entity(truth, "spec")
-    _, t_sc, t_scn = _by_entity(truth, "sc")
-    _, t_rand, t_rn = _by_entity(truth, "sc_random")
+    t_ids, t_spec, t_n = by_entity(truth, "spec")
+    _, t_sc, t_scn = by_entity(truth, "sc")
+    _, t_rand, t_rn = by_entity(truth, "sc_random")
     for system in SYSTEMS:
         d = held[held["system"] == system].assign(spec=lambda d: d["sc"] - d["sc_random"])
         if d.empty:
             continue
         for measure, column in (("sc", "sc"), ("sc_shuffled", "sc_random"), ("specificity", "spec"),
                                 ("sc_raw", "sc_raw")):
-            _, sums, counts = _by_entity(d, column)
+            _, sums, counts = by_entity(d, column)
             rows.append(_row(measure, system, len(sums), _pooled(sums, counts, seed)))
         named = d["named"].astype(float).to_numpy()
         rows.append(_row("named", system, len(d), (named.mean(), *interval(lambda i: named[i].mean(), len(named),
                                                                             seed=seed))))
         # Ratios on the movies both have, resampled together (paired): the teacher's spread is part of it.
-        ids, spec, n = _by_entity(d, "spec")
-        _, sc, scn = _by_entity(d, "sc")
+        ids, spec, n = by_entity(d, "spec")
+        _, sc, scn = by_entity(d, "sc")
         common, a, b = np.intersect1d(ids, t_ids, return_indices=True)
         if len(common) and system != "truth":
             def ratio(i, a=a, b=b, spec=spec, n=n):
@@ -137,8 +143,7 @@ def fact_controls(held: pd.DataFrame, movies: pd.DataFrame, seed: int) -> list[d
 
 def controls(gens: pd.DataFrame, movies: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """controls.parquet of an evaluation (see the module docstring)."""
-    g = gens[(gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT)
-             & (gens["entity_kind"] == "movie")]
+    g = gens[heldout_movie_rows(gens)]
     rows = sc_controls(g, seed) + distinct_controls(g) + fact_controls(g, movies, seed)
     if "sc2" in g and g["sc2"].notna().any():  # the same SC controls under the second encoder
         g2 = g.assign(sc=g["sc2"], sc_random=g["sc2_random"], sc_raw=np.nan)

@@ -18,16 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from elm.embed.splits import HELDOUT
+from elm.evaluate.controls import heldout_movie_rows
 from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, others_mean
 
 COLUMNS = ("sc2", "sc2_random")
-
-
-def scored_rows(gens: pd.DataFrame) -> pd.Series:
-    """Which rows get a second SC: held-out movie rows of the generalisation experiment."""
-    return ((gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT)
-            & (gens["entity_kind"] == "movie"))
 
 
 def second_encoder_scores(gens: pd.DataFrame, documents: pd.DataFrame, encoder) -> pd.DataFrame:
@@ -35,7 +29,7 @@ def second_encoder_scores(gens: pd.DataFrame, documents: pd.DataFrame, encoder) 
     out = gens.copy()
     for col in COLUMNS:
         out[col] = np.nan
-    rows = out.index[scored_rows(out)]
+    rows = out.index[heldout_movie_rows(out)]
     if not len(rows):
         return out
     d = out.loc[rows]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from elm.evaluate.controls import by_entity
 from elm.metrics.bootstrap import interval, mean_interval
 from elm.metrics.semantic_consistency import normalised
 
@@ -43,19 +44,12 @@ def per_task_intervals(gens: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 INTERVAL_COLUMNS = ["value_low", "value_high", "normalised_low", "normalised_high"]
 
 
-def _pooled_by_entity(d: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(entity ids, per-entity sums, counts) of a column's finite values."""
-    d = d[np.isfinite(d[column].astype(float))]
-    g = d.groupby("entity_id")[column].agg(["sum", "count"])
-    return g.index.to_numpy(), g["sum"].to_numpy(float), g["count"].to_numpy(float)
-
-
 def _paired(system: pd.DataFrame, truth: pd.DataFrame, metric: str, random_col: str, seed: int) -> list[float]:
     """[value_low, value_high, normalised_low, normalised_high] of a system's mean ``metric``, resampling
     entities; the references (truth: the teacher's text, random: its ``random_col``) are resampled with them."""
-    ids, s, n = _pooled_by_entity(system, metric)
-    t_ids, t, tn = _pooled_by_entity(truth, metric)
-    r_ids, r, rn = _pooled_by_entity(truth, random_col)
+    ids, s, n = by_entity(system, metric)
+    t_ids, t, tn = by_entity(truth, metric)
+    r_ids, r, rn = by_entity(truth, random_col)
     if len(ids) < 2:
         return [np.nan] * 4
     value = interval(lambda i: s[i].sum() / n[i].sum(), len(ids), seed=seed)

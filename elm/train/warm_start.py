@@ -34,7 +34,9 @@ from elm.metrics.facts import decade_of
 log = logging.getLogger(__name__)
 
 GENRE_WORDS = {"Sci-Fi": "sci-fi", "Children": "family", "Film-Noir": "noir", "(no genres listed)": None}
-"""How a MovieLens genre is said in a caption (lower-cased name otherwise)."""
+"""How a MovieLens genre is said in a caption (lower-cased name otherwise). Not the template teacher's nouns
+(template_genres.py): those run to two words ("family entertainment"), and a caption has one soft token per
+word to spare."""
 PAD_WORD = " film"
 """Fills the soft tokens a short caption leaves free."""
 
