@@ -94,6 +94,24 @@ def test_a_text_identical_to_the_teachers_scores_the_truth_reference(world):
         assert r.random < r.truth  # the teacher's text matches its own movie better than another's
 
 
+def test_the_baselines_references_are_the_teachers_on_the_baselines_own_movies():
+    """The baseline answers fewer movies than the ELM: normalising it against the teacher on every movie set
+    its score against other movies' levels (-0.25 vs the controls' paired -0.32 on the embedded default)."""
+    rows = []
+    for mid, (truth, rand) in {1: (0.8, 0.1), 2: (0.4, 0.3)}.items():
+        for system, sc in (("elm", 0.5), ("truth", truth), ("baseline", 0.45)):
+            if system == "baseline" and mid == 2:
+                continue
+            rows.append(dict(experiment="generalisation", split=HELDOUT, task="summary", entity_kind="movie",
+                             entity_id=mid, system=system, sc=sc, sc_random=rand if system == "truth" else np.nan,
+                             sc_other=np.nan, bc=np.nan, bc_random=np.nan, bc_other=np.nan))
+    s = aggregate_scores(pd.DataFrame(rows)).set_index("metric").loc["sc"]
+    assert s["truth"] == pytest.approx(0.6) and s["random"] == pytest.approx(0.2)  # the ELM's: both movies
+    assert s["baseline_n"] == 1
+    assert (s["baseline_truth"], s["baseline_random"]) == (pytest.approx(0.8), pytest.approx(0.1))
+    assert s["baseline_normalised"] == pytest.approx((0.45 - 0.1) / (0.8 - 0.1))
+
+
 def _planted(ctx, elm_texts, rows):
     """Generations of a planted ELM stand-in (its texts given) next to the teacher's, and their controls."""
     base = {"split": HELDOUT, "prompt": "", "space": ""}

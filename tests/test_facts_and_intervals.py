@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from elm.metrics.bootstrap import interval, mean_interval
@@ -66,3 +67,18 @@ def test_the_shuffled_reference_is_the_mean_over_every_other_row():
     own = np.einsum("ij,ij->i", unit(same), unit(vectors))
     assert (own - others_mean(same, vectors)).mean() == pytest.approx(0, abs=1e-6)
     assert np.isnan(others_mean(texts[:1], vectors[:1])).all()  # one row has no other to compare with
+
+
+def test_an_interpolation_interval_resamples_distinct_mixed_vectors():
+    """Ten pairs around one anchor are one vector (and one text) at a = 0: no interval there, rather than the
+    zero-width one that resampling ten copies of one score draws; in between, every pair is its own vector."""
+    from elm.report.intervals import mix_interval
+
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame({"entity_id": 356, "partner_id": np.arange(10), "sc": 0.4})
+    assert np.isnan(mix_interval(pairs, "sc", 0.0, seed=0)).all()
+    mid = pairs.assign(sc=rng.normal(0.4, 0.05, 10))
+    lo, hi = mix_interval(mid, "sc", 0.5, seed=0)
+    assert lo < mid["sc"].mean() < hi
+    end = pairs.assign(sc=rng.normal(0.4, 0.05, 10))  # a = 1: ten different movies
+    assert np.isfinite(mix_interval(end, "sc", 1.0, seed=0)).all()

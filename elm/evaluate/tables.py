@@ -28,16 +28,22 @@ def aggregate_scores(gens: pd.DataFrame) -> pd.DataFrame:
                 continue
             truth = by["truth"][metric].mean()
             random = by["truth"][rand_col].mean()
-            base = by["baseline"][metric].mean() if len(by["baseline"]) else np.nan
+            base = by["baseline"][metric].dropna()
+            # the baseline answers only some of the movies: its references are the teacher's on those movies,
+            # so its normalised score is paired, as the controls' is, not set against the other movies' levels
+            paired = by["truth"][by["truth"]["entity_id"].isin(by["baseline"].loc[base.index, "entity_id"])]
+            b_truth, b_random = (paired[metric].mean(), paired[rand_col].mean()) if len(base) else (np.nan, np.nan)
             rows.append(dict(split=split, task=task, entity_kind=kind, metric=metric, n=len(elm), elm=elm.mean(),
-                             baseline=base, truth=truth, random=random,
+                             baseline=base.mean() if len(base) else np.nan, truth=truth, random=random,
                              other_entity=by["truth"][other_col].mean(),
                              elm_normalised=normalised(elm.mean(), random, truth),
-                             baseline_normalised=normalised(base, random, truth) if np.isfinite(base) else np.nan))
+                             baseline_n=len(base), baseline_truth=b_truth, baseline_random=b_random,
+                             baseline_normalised=normalised(base.mean(), b_random, b_truth) if len(base) else np.nan))
     cols = ["split", "task", "entity_kind", "metric", "n", "elm", "baseline", "truth", "random", "other_entity",
-            "elm_normalised", "baseline_normalised"]
+            "elm_normalised", "baseline_n", "baseline_truth", "baseline_random", "baseline_normalised"]
     out = pd.DataFrame(rows, columns=cols)
     out["n"] = out["n"].astype("int64")
+    out["baseline_n"] = out["baseline_n"].astype("int64")
     return out
 
 
@@ -105,7 +111,8 @@ def headline(scores: pd.DataFrame, cav: pd.DataFrame, classifiers: pd.DataFrame)
     # pooled (normalise the means): a task whose references nearly coincide would blow up a mean of ratios
     out = {"heldout_sc_normalised": {
                "elm": r(normalised(held["elm"].mean(), held["random"].mean(), held["truth"].mean())),
-               "baseline": r(normalised(based["baseline"].mean(), based["random"].mean(), based["truth"].mean()))
+               "baseline": r(normalised(based["baseline"].mean(), based["baseline_random"].mean(),
+                                        based["baseline_truth"].mean()))
                if len(based) else None},
            "sc": {"elm_heldout": r(held["elm"].mean()), "elm_train": r(train["elm"].mean()) if len(train) else None,
                   "truth_heldout": r(held["truth"].mean()), "random_heldout": r(held["random"].mean())},

@@ -83,7 +83,7 @@ def headline_intervals(headline: pd.DataFrame, gens: pd.DataFrame, cav: pd.DataF
             alpha = float(row["name"].rsplit("= ", 1)[-1])
             d = gens[(gens["experiment"] == "interpolation") & (gens["entity_kind"] == "movie")
                      & (gens["system"] == row["system"]) & np.isclose(gens["alpha"].astype(float), alpha, atol=0.005)]
-            lo, hi = mean_interval(d["sc"], seed=seed)[1:]
+            lo, hi = mix_interval(d, "sc", alpha, seed)
             gap = row["truth"] - row["random"]
             found = [lo, hi, *((np.array([lo, hi]) - row["random"]) / gap if abs(gap) >= 0.005 else [np.nan] * 2)]
         elif row["section"] == "cav" and row["system"] == "elm" and cav is not None and "score_low" in cav:
@@ -98,12 +98,21 @@ def headline_intervals(headline: pd.DataFrame, gens: pd.DataFrame, cav: pd.DataF
     return out
 
 
+def mix_interval(d: pd.DataFrame, metric: str, alpha: float, seed: int) -> tuple[float, float]:
+    """95% interval of the mean over the distinct mixed vectors at one weight: at a = 0 every pair that shares
+    its first movie is one vector and one text (pairs are drawn around an anchor), and resampling copies of
+    one text would draw a zero-width interval. With fewer than two distinct vectors there is none (NaN)."""
+    key = "entity_id" if alpha == 0 else "partner_id" if alpha == 1 else ["entity_id", "partner_id"]
+    x = d.groupby(key, dropna=False)[metric].mean()
+    return mean_interval(x, seed=seed)[1:] if x.notna().sum() >= 2 else (np.nan, np.nan)
+
+
 def curve_intervals(gens: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Interpolation curves: 95% interval of the mean over pairs at each a, per kind, system and metric."""
     g = gens[gens["experiment"] == "interpolation"]
     rows = []
     for (kind, system, alpha), d in g.groupby(["entity_kind", "system", "alpha"], sort=False):
         metric = "sc" if d["sc"].notna().any() else "bc"
-        lo, hi = mean_interval(d[metric], seed=seed)[1:]
+        lo, hi = mix_interval(d, metric, float(alpha), seed)
         rows.append(dict(entity_kind=kind, metric=metric, system=system, alpha=float(alpha), low=lo, high=hi))
     return pd.DataFrame(rows, columns=["entity_kind", "metric", "system", "alpha", "low", "high"])

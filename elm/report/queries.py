@@ -25,7 +25,8 @@ EVALUATE_TABLES: dict[str, dict[str, str]] = {
     "scores": {
         "split": "VARCHAR", "task": "VARCHAR", "entity_kind": "VARCHAR", "metric": "VARCHAR", "n": "BIGINT",
         "elm": "DOUBLE", "baseline": "DOUBLE", "truth": "DOUBLE", "random": "DOUBLE",
-        "elm_normalised": "DOUBLE", "baseline_normalised": "DOUBLE",
+        "elm_normalised": "DOUBLE", "baseline_n": "BIGINT", "baseline_truth": "DOUBLE", "baseline_random": "DOUBLE",
+        "baseline_normalised": "DOUBLE",
     },
     "interpolation": {
         "entity_kind": "VARCHAR", "pair": "VARCHAR", "a_id": "BIGINT", "b_id": "BIGINT", "alpha": "DOUBLE",
@@ -67,8 +68,8 @@ WITH per_task AS (
            if(isnan(baseline), NULL, baseline) AS baseline,
            if(isnan(random), NULL, random) AS random,
            if(isnan(truth), NULL, truth) AS truth,
-           if(isnan(elm_normalised), NULL, elm_normalised) AS elm_normalised,
-           if(isnan(baseline_normalised), NULL, baseline_normalised) AS baseline_normalised
+           if(isnan(baseline_random), NULL, baseline_random) AS baseline_random,
+           if(isnan(baseline_truth), NULL, baseline_truth) AS baseline_truth
     FROM evaluate_scores
     WHERE entity_kind = 'movie' AND metric = 'sc'
 )
@@ -82,11 +83,13 @@ SELECT 'generalisation' AS section, 'SC movies, ' || split || ', mean over tasks
          AS normalised
 FROM per_task GROUP BY split
 UNION ALL
+-- the baseline answers only some of the movies: its references are the teacher's on those same movies
 SELECT 'generalisation', 'SC movies, ' || split || ', mean over tasks', 'baseline',
        count(baseline), avg(baseline),
-       avg(random) FILTER (WHERE baseline IS NOT NULL), avg(truth) FILTER (WHERE baseline IS NOT NULL),
-       (avg(baseline) - avg(random) FILTER (WHERE baseline IS NOT NULL))
-         / nullif(avg(truth) FILTER (WHERE baseline IS NOT NULL) - avg(random) FILTER (WHERE baseline IS NOT NULL), 0)
+       avg(baseline_random) FILTER (WHERE baseline IS NOT NULL), avg(baseline_truth) FILTER (WHERE baseline IS NOT NULL),
+       (avg(baseline) - avg(baseline_random) FILTER (WHERE baseline IS NOT NULL))
+         / nullif(avg(baseline_truth) FILTER (WHERE baseline IS NOT NULL)
+                  - avg(baseline_random) FILTER (WHERE baseline IS NOT NULL), 0)
 FROM per_task GROUP BY split HAVING count(baseline) > 0
 ORDER BY name, system DESC
 """
