@@ -56,3 +56,19 @@ def test_held_out_vectors_read_as_their_captions(tiny_lm_dir):
     after = slot_accuracy()
     assert before < 0.05 and after > 0.9, (before, after)  # movies it never saw: their facts, as tokens
     assert info["movies"] == 600 and info["soft_tokens"] == 8 and info["r2"] > 0.5
+
+
+def test_a_warm_started_adapter_trains_at_the_lms_rate_a_random_one_at_adapter_lr(tiny_lm_dir):
+    """At adapter_lr the warm-started movie adapter drifted off its captions within stage 2; the user
+    adapter, which starts random, still needs the higher rate."""
+    from elm.train.config import StageConfig
+    from elm.train.loop import _optimizer
+
+    movie = SpaceSpec("semantic_movies", "movie", 48, "semantic/test")
+    user = SpaceSpec("behavioral_users", "user", 16, "behavioral/test")
+    elm = ELM.from_base(ELMConfig(spaces=(movie, user), base_model=str(tiny_lm_dir)))
+    opt, _ = _optimizer(elm, StageConfig(steps=4, lr=1e-4, adapter_lr=1e-3), warm=(movie.name,))
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert {lr_of[id(p)] for p in elm.adapters[movie.name].parameters()} == {1e-4}
+    assert {lr_of[id(p)] for p in elm.adapters[user.name].parameters()} == {1e-3}
+    assert {lr_of[id(p)] for p in elm.lm.parameters()} == {1e-4}

@@ -39,8 +39,11 @@ class StageConfig:
     lr: float
     """Peak learning rate (AdamW), reached after warmup, then cosine decay to lr * min_lr_ratio."""
     adapter_lr: float | None = None
-    """Peak learning rate of the adapters (same schedule); None: lr. In stage 2 the adapters need a far higher
-    rate than the LM: at the LM's 1e-4 they barely move, and the text stops following the vector."""
+    """Peak learning rate of the adapters that start random (same schedule); None: lr. In stage 2 such an
+    adapter needs a far higher rate than the LM: at the LM's 1e-4 it barely moves, and the text stops following
+    the vector. A warm-started adapter trains at ``lr``: at 1e-3 the movie adapter drifted off its captions
+    within 50 steps (held-out soft tokens nearest to their caption's tokens: 0.86 before stage 2, 0.48 after;
+    the decade's digit 0.93 -> 0.39), and the summaries' decades went with it."""
     batch_size: int = 8
     """Examples per process per micro-batch (the global batch is batch_size x processes x grad_accum)."""
     warmup_steps: int = 0

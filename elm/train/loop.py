@@ -89,14 +89,16 @@ def _setup_stage(elm: ELM, n: int, sc: StageConfig) -> None:
         elm.unfreeze_base()
 
 
-def _optimizer(elm: ELM, sc: StageConfig):
+def _optimizer(elm: ELM, sc: StageConfig, warm: tuple[str, ...] = ()):
+    """AdamW over what the stage trains: the LM and warm-started adapters (``warm``) at ``lr``, adapters that
+    started random at ``adapter_lr``."""
     import torch
 
     params = [p for p in elm.parameters() if p.requires_grad]
-    adapter = {id(p) for p in elm.adapters.parameters()}
+    fast = {id(p) for name, a in elm.adapters.items() if name not in warm for p in a.parameters()}
     groups = []  # the LM's groups first: the logged lr is the first group's
-    for lr, ps in ((sc.lr, [p for p in params if id(p) not in adapter]),
-                   (sc.adapter_lr or sc.lr, [p for p in params if id(p) in adapter])):
+    for lr, ps in ((sc.lr, [p for p in params if id(p) not in fast]),
+                   (sc.adapter_lr or sc.lr, [p for p in params if id(p) in fast])):
         groups += [{"params": [p for p in ps if p.ndim >= 2], "weight_decay": sc.weight_decay, "lr": lr},
                    {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0, "lr": lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=sc.lr)
@@ -140,6 +142,7 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
 
     torch.manual_seed(cfg.seed)
     elm = ELM.from_base(cfg.elm_config(data.spaces), store, samples=data.samples).to(acc.device)
+    warm = (data.warm_start["space"],) if data.warm_start is not None else ()
     if data.warm_start is not None and restore is None:  # a restored checkpoint brings its own adapter
         w = data.warm_start
         state["warm_start"] = warm_start_movie_adapter(elm, w["space"], w["vectors"], w["movies"], cfg.warm_start_ridge)
@@ -174,7 +177,7 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
             continue
         torch.manual_seed(cfg.seed * 1000 + n)  # each stage's RNG starts from the seed, not from the last stage
         _setup_stage(elm, n, sc)
-        opt, sched = _optimizer(elm, sc)  # new each stage: no optimizer state leaks from stage 1 into stage 2
+        opt, sched = _optimizer(elm, sc, warm)  # new each stage: no optimizer state leaks from stage 1 into stage 2
         model, opt = acc.prepare(elm, opt)
         if restore is not None:
             load_checkpoint(restore, elm, opt, sched, acc)
