@@ -104,3 +104,26 @@ def read_tables(art: Artifact, names: tuple[str, ...], optional: tuple[str, ...]
         except (OSError, pa.ArrowException) as e:
             raise ArtifactError(f"{path}: unreadable Parquet in input artifact {art.stage}/{art.version}: {e}") from e
     return out
+
+
+def newer_than_lineage(store: ArtifactStore, art: Artifact, stages: Iterable[str]) -> dict[str, str]:
+    """stage -> the newest version in ``store``, for each of ``stages`` whose newest version is not the one
+    ``art`` was made from (new data or embeddings that have landed since): what a re-run of the chain would use."""
+    lineage = resolve_lineage(art, [s for s in stages if s in _lineage_stages(art, store)], store=store)
+    out = {}
+    for stage in stages:
+        versions = store.versions(stage)
+        if versions and (stage not in lineage or lineage[stage].version != versions[-1].version):
+            out[stage] = versions[-1].version
+    return out
+
+
+def _lineage_stages(art: Artifact, store: ArtifactStore) -> set[str]:
+    seen, queue = set(), [art]
+    while queue:
+        a = queue.pop()
+        for stage, version in a.manifest.get("inputs", {}).items():
+            if stage not in seen:
+                seen.add(stage)
+                queue.append(store.resolve(stage, version))
+    return seen
