@@ -45,14 +45,29 @@ def load_parameters(path: str | None) -> dict:
 
     if "mode" in params:
         raise SystemExit(f"--config {path}: 'mode' is set by the deployment (full or reevaluate), not the config")
-    elm_flow.validate_parameters(params)
+    import logging
+
+    quiet = logging.getLogger("prefect.flows")
+    level, quiet.level = quiet.level, logging.CRITICAL  # prefect logs the error as a dict; main() says it in one line
+    try:
+        elm_flow.validate_parameters(params)
+    finally:
+        quiet.setLevel(level)
     return params
 
 
-def config_error_line(path: str, err: Exception) -> str:
-    """A ParameterTypeError as one line: the file, then pydantic's field, value and what is allowed."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and "errors.pydantic.dev" not in ln]
-    return f"CONFIG {path}: " + "; ".join(lines[1:] if len(lines) > 1 else lines)
+def config_error_line(path: str, err: Exception, params: dict | None = None) -> str:
+    """A ParameterTypeError as one line: the file, then each field with the value given and the problem (the
+    configs' own messages name what is allowed)."""
+    parts = []
+    for ln in str(err).splitlines()[1:]:  # " - field.sub: message", one per invalid field
+        field, _, msg = ln.strip(" -").partition(": ")
+        value: object = params
+        for key in field.split("."):
+            value = value.get(key, "?") if isinstance(value, dict) else "?"
+        shown = "" if isinstance(value, dict) else f" = {json.dumps(value, default=str)}"
+        parts.append(f"{field}{shown}: {msg.removeprefix('Value error, ')}")
+    return f"CONFIG {path}: " + ("; ".join(parts) or str(err))
 
 
 def check_timezone(tz: str) -> str:
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         params = load_parameters(a.config)
     except ParameterTypeError as e:
-        raise SystemExit(config_error_line(a.config, e)) from None
+        raise SystemExit(config_error_line(a.config, e, json.loads(Path(a.config).read_text()))) from None
     cron = None if a.no_schedule else a.cron
     deps = deployments(params, cron, tz, a.work_pool)
     where = f"work pool {a.work_pool!r}" if a.work_pool else "this process"

@@ -109,6 +109,22 @@ def elm_flow(
     return {**{k: a.version for k, a in lineage.items()}, "report": reported}
 
 
+def server_or_temporary():
+    """The configured Prefect server (the `elm` profile of `make server`) when it answers, so the run shows in
+    its UI; otherwise, saying so in one line, a temporary server for this run (``make run`` needs none)."""
+    from contextlib import nullcontext
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.check import server_problem
+
+    api = PREFECT_API_URL.value()
+    if not api or not server_problem(api):
+        return nullcontext()
+    print(f"no Prefect server answers at {api}: this run uses a temporary one (`make server` to see runs in its UI)")
+    return temporary_settings(updates={PREFECT_API_URL: None})
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m flows.pipeline", description=elm_flow.__doc__)
     p.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small (embedded), ml-25m or ml-100k")
@@ -124,9 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="threads or local Dask worker processes (default 1)")
     p.add_argument("--dask-address", default=None, help="join this Dask scheduler, e.g. tcp://10.0.0.5:8786")
     a = p.parse_args(argv)
-    versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
-                        synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner, workers=a.workers,
-                        dask_address=a.dask_address)
+    with server_or_temporary():
+        versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
+                            synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner,
+                            workers=a.workers, dask_address=a.dask_address)
 
     from elm.artifacts import open_store
     from elm.embed.stage import report
