@@ -109,21 +109,25 @@ def read_tables(art: Artifact, names: tuple[str, ...], optional: tuple[str, ...]
 def newer_than_lineage(store: ArtifactStore, art: Artifact, stages: Iterable[str]) -> dict[str, str]:
     """stage -> the newest version in ``store``, for each of ``stages`` whose newest version is not the one
     ``art`` was made from (new data or embeddings that have landed since): what a re-run of the chain would use."""
-    lineage = resolve_lineage(art, [s for s in stages if s in _lineage_stages(art, store)], store=store)
+    made_from = _lineage_versions(store, art)
     out = {}
     for stage in stages:
         versions = store.versions(stage)
-        if versions and (stage not in lineage or lineage[stage].version != versions[-1].version):
+        if versions and made_from.get(stage) != versions[-1].version:
             out[stage] = versions[-1].version
     return out
 
 
-def _lineage_stages(art: Artifact, store: ArtifactStore) -> set[str]:
-    seen, queue = set(), [art]
+def _lineage_versions(store: ArtifactStore, art: Artifact) -> dict[str, str]:
+    """stage -> version of every artifact in ``art``'s lineage (inputs that are not stages, e.g. an ingest's
+    source files, are left out)."""
+    stages, found, queue = set(store.stages()), {}, [art]
     while queue:
-        a = queue.pop()
-        for stage, version in a.manifest.get("inputs", {}).items():
-            if stage not in seen:
-                seen.add(stage)
-                queue.append(store.resolve(stage, version))
-    return seen
+        for stage, version in queue.pop().manifest.get("inputs", {}).items():
+            if stage in stages and stage not in found:
+                found[stage] = version
+                try:
+                    queue.append(store.resolve(stage, version))
+                except ArtifactError:
+                    continue
+    return found

@@ -99,7 +99,9 @@ def deployments(params: dict, cron: str | None = DEFAULT_CRON, timezone: str = D
                                         schedules=schedule,
                                         description=f"Evaluation and report of the newest trained model"
                                                     f"{f' ({cron}, {timezone})' if cron else ''}.",
-                                        tags=["elm", "scheduled"], **where)
+                                        # the UI's schedule card shows no time zone: a tag says it
+                                        tags=["elm", "scheduled", *([f"{cron} {timezone}"] if cron else [])],
+                                        **where)
     return [full, reevaluate]
 
 

@@ -34,7 +34,7 @@ class Story:
         result = stage_fn(*args, **kw)
         seconds = time.monotonic() - t0
         s = store(self.artifacts_dir)
-        for stage, version in (result.items() if isinstance(result, dict) else [(name, result)]):
+        for stage, version in (result.items() if hasattr(result, "items") else [(name, result)]):
             art = s.resolve(stage, version)
             # created_at has second resolution: an artifact made since the stage began was built by it
             built = _dt.datetime.fromisoformat(art.manifest["created_at"]) >= started

@@ -51,10 +51,11 @@ def stages_md(stages: list[StageRun]) -> str:
 
 
 def headline_md(report_art: Artifact) -> str:
-    """The headline as a narrow Markdown table: measure, system, normalised (with its interval), n."""
-    rows = [[md_text(r["measure"]), r["system"], _cell(r["normalised"]), r["normalised_95"] or "", _cell(r["value"]),
-             str(r["n"])] for r in report_tables(report_art)["headline"]]
-    return md_table(["measure", "system", "normalised", "95%", "value", "n"], rows, "llrrrr")
+    """The headline as a Markdown table narrow enough for a 1280 px page beside the UI's side panel: measure,
+    system, normalised with its 95% interval, raw value, n."""
+    rows = [[md_text(r["measure"]), r["system"], f"{_cell(r['normalised'])} {r['normalised_95'] or ''}".strip(),
+             _cell(r["value"]), str(r["n"])] for r in report_tables(report_art)["headline"]]
+    return md_table(["measure", "system", "normalised [95%]", "value", "n"], rows, "llrrr")
 
 
 def run_summary(stages: list[StageRun], report_art: Artifact, note: str | None = None) -> str:
