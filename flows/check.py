@@ -48,6 +48,11 @@ def deployment_problem(api: str, name: str, now: _dt.datetime | None = None) -> 
     d = r.json()
     serve_hint = (f"start `make worker` (work pool {d['work_pool_name']!r})" if d.get("work_pool_name")
                   else "start `make deploy` and keep it running")
+    if pool := d.get("work_pool_name"):  # a work pool's deployment: is one of its workers online?
+        workers = httpx.post(f"{api}/work_pools/{pool}/workers/filter", json={}, timeout=5)
+        if not any(w.get("status") == "ONLINE" for w in (workers.json() if workers.is_success else [])):
+            return f"no worker of work pool {pool!r} is online to run elm/{name}: {serve_hint}"
+        return None
     if d.get("paused"):
         return f"elm/{name} is paused: the process that served it has stopped; {serve_hint}"
     polled = d.get("last_polled")

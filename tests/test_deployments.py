@@ -255,3 +255,27 @@ def test_deploy_refuses_to_start_without_a_server_url(monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(SystemExit, match="make server"):
         main([])
+
+
+def test_a_bad_config_is_one_line_with_the_field_the_value_and_what_is_allowed(tmp_path):
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.deploy import config_error_line, load_parameters
+
+    bad = tmp_path / "bad.json"
+    for params, want in [({"synthesis": {"teacher": "nope"}}, "must be one of ['local', 'openai', 'template'], got 'nope'"),
+                         ({"workers": "x"}, 'workers = "x": Input should be a valid integer')]:
+        bad.write_text(json.dumps(params))
+        with pytest.raises(ParameterTypeError) as e:
+            load_parameters(str(bad))
+        line = config_error_line(str(bad), e.value, params)
+        assert "\n" not in line and line.startswith(f"CONFIG {bad}: ") and want in line, line
+
+
+def test_no_server_is_one_line_that_says_make_server():
+    """Nothing listens on port 9: the check answers at once, naming what to start."""
+    from flows.check import deployment_problem
+
+    t0 = time.monotonic()
+    problem = deployment_problem("http://127.0.0.1:9/api", "full")
+    assert time.monotonic() - t0 < 5 and "no Prefect server answers" in problem and "make server" in problem
