@@ -88,11 +88,11 @@ profile: setup
 	@PREFECT_API_URL= $(VENV)/bin/prefect profile use $(PREFECT_PROFILE_NAME) >/dev/null 2>&1 || true
 	@echo "prefect profile '$(PREFECT_PROFILE_NAME)' is active: PREFECT_API_URL=$(PREFECT_API_URL), analytics off"
 
+PORT_IN_USE = port $(PREFECT_PORT) is in use (a server already running? its UI: http://127.0.0.1:$(PREFECT_PORT)); another port: make server PREFECT_PORT=4300, and the same PREFECT_PORT for make deploy/full/reevaluate/worker
+
 server: profile
 	@$(PY) -c "import socket, sys; s = socket.socket(); s.settimeout(1); \
-		sys.exit(s.connect_ex(('127.0.0.1', $(PREFECT_PORT))) == 0)" || { echo "port $(PREFECT_PORT) is in use \
-		(a server already running? its UI: http://127.0.0.1:$(PREFECT_PORT)); another port: make server \
-		PREFECT_PORT=4300, then the same PREFECT_PORT for make deploy/full/worker" >&2; exit 1; }
+		sys.exit(s.connect_ex(('127.0.0.1', $(PREFECT_PORT))) == 0)" || { echo "$(PORT_IN_USE)" >&2; exit 1; }
 	PREFECT_HOME=$${PREFECT_HOME:-$(CURDIR)/.prefect} $(VENV)/bin/prefect server start --host 127.0.0.1 \
 		--port $(PREFECT_PORT) --analytics-off
 
