@@ -8,9 +8,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt packaged
 TORCH_SPEC ?= torch==2.13.0
 # Who writes training targets in make run / make synthesize: template (default), local or openai (elm synthesize).
 TEACHER ?= template
-# The local Prefect server of `make server` / `make deploy` (its SQLite database lives in PREFECT_HOME).
+# The local Prefect server of `make server` / `make deploy` (its SQLite database lives in ./.prefect).
+# Another port: `make server PREFECT_PORT=4300`, and the same PREFECT_PORT for deploy/full/reevaluate/worker.
 PREFECT_PORT ?= 4200
 PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
+# The Prefect profile `make profile` (and `make server`) creates and activates: the API URL, analytics off.
+PREFECT_PROFILE_NAME ?= elm
+# make deploy WORK_POOL=elm: register on a process work pool (run by `make worker`) instead of serving.
+WORK_POOL ?=
 
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -20,7 +25,8 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest embeddings synthesize train evaluate report server deploy test bench-ingest bench-wals bench-teacher bench-train bench clean
+.PHONY: help setup run ingest embeddings synthesize train evaluate report profile server deploy full reevaluate \
+	worker test bench-ingest bench-wals bench-teacher bench-train bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -31,8 +37,12 @@ help:
 	@echo "make train    two-stage ELM training through accelerate launch (elm train)"
 	@echo "make evaluate SC/BC with references, text-only baseline, interpolation, CAV (elm evaluate)"
 	@echo "make report   tables, plots and the report page of the latest evaluation (elm report)"
-	@echo "make server   a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI at http://127.0.0.1:$(PREFECT_PORT))"
-	@echo "make deploy   register elm/full and elm/reevaluate (cron CRON=...) and serve them (needs make server)"
+	@echo "make server   a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI at http://127.0.0.1:$(PREFECT_PORT)); makes the elm profile"
+	@echo "make profile  only the Prefect profile '$(PREFECT_PROFILE_NAME)': PREFECT_API_URL of that server, analytics off"
+	@echo "make deploy   register elm/full and elm/reevaluate (CRON=..., TIMEZONE=...) and serve them (needs make server)"
+	@echo "make full     run elm/full and watch it (checks first that the server answers and make deploy serves it)"
+	@echo "make reevaluate  run elm/reevaluate now and watch it (same checks)"
+	@echo "make worker   a Prefect worker for the work pool of make deploy WORK_POOL=elm (schedules outlive it)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
 
@@ -69,13 +79,34 @@ evaluate: train
 report: setup
 	$(VENV)/bin/elm report
 
-server: setup
+profile: setup
+	@# Prefect's own configuration: a profile, so `prefect ...` in any new terminal talks to this server, offline.
+	@$(VENV)/bin/prefect profile inspect $(PREFECT_PROFILE_NAME) >/dev/null 2>&1 || \
+		$(VENV)/bin/prefect --no-prompt profile create $(PREFECT_PROFILE_NAME) >/dev/null
+	@$(VENV)/bin/prefect --profile $(PREFECT_PROFILE_NAME) config set PREFECT_API_URL=$(PREFECT_API_URL) \
+		PREFECT_SERVER_ANALYTICS_ENABLED=false >/dev/null
+	@PREFECT_API_URL= $(VENV)/bin/prefect profile use $(PREFECT_PROFILE_NAME) >/dev/null 2>&1 || true
+	@echo "prefect profile '$(PREFECT_PROFILE_NAME)' is active: PREFECT_API_URL=$(PREFECT_API_URL), analytics off"
+
+PORT_IN_USE = port $(PREFECT_PORT) is in use (a server already running? its UI: http://127.0.0.1:$(PREFECT_PORT)); another port: make server PREFECT_PORT=4300, and the same PREFECT_PORT for make deploy/full/reevaluate/worker
+
+server: profile
+	@$(PY) -c "import socket, sys; s = socket.socket(); s.settimeout(1); \
+		sys.exit(s.connect_ex(('127.0.0.1', $(PREFECT_PORT))) == 0)" || { echo "$(PORT_IN_USE)" >&2; exit 1; }
 	PREFECT_HOME=$${PREFECT_HOME:-$(CURDIR)/.prefect} $(VENV)/bin/prefect server start --host 127.0.0.1 \
 		--port $(PREFECT_PORT) --analytics-off
 
 deploy: setup
-	PREFECT_API_URL=$(PREFECT_API_URL) $(PY) -m flows.deploy $(if $(CRON),--cron "$(CRON)") \
-		$(if $(CONFIG),--config $(CONFIG))
+	@PREFECT_API_URL=$(PREFECT_API_URL) $(PY) -m flows.deploy $(if $(CRON),--cron "$(CRON)") \
+		$(if $(TIMEZONE),--timezone "$(TIMEZONE)") $(if $(CONFIG),--config $(CONFIG)) \
+		$(if $(WORK_POOL),--work-pool $(WORK_POOL))
+
+full reevaluate: setup
+	@PREFECT_API_URL=$(PREFECT_API_URL) $(PY) -m flows.check $@
+	PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect deployment run elm/$@ --watch
+
+worker: setup
+	PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect worker start --pool $(or $(WORK_POOL),elm) --type process
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

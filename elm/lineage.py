@@ -104,3 +104,30 @@ def read_tables(art: Artifact, names: tuple[str, ...], optional: tuple[str, ...]
         except (OSError, pa.ArrowException) as e:
             raise ArtifactError(f"{path}: unreadable Parquet in input artifact {art.stage}/{art.version}: {e}") from e
     return out
+
+
+def newer_than_lineage(store: ArtifactStore, art: Artifact, stages: Iterable[str]) -> dict[str, str]:
+    """stage -> the newest version in ``store``, for each of ``stages`` whose newest version is not the one
+    ``art`` was made from (new data or embeddings that have landed since): what a re-run of the chain would use."""
+    made_from = _lineage_versions(store, art)
+    out = {}
+    for stage in stages:
+        versions = store.versions(stage)
+        if versions and made_from.get(stage) != versions[-1].version:
+            out[stage] = versions[-1].version
+    return out
+
+
+def _lineage_versions(store: ArtifactStore, art: Artifact) -> dict[str, str]:
+    """stage -> version of every artifact in ``art``'s lineage (inputs that are not stages, e.g. an ingest's
+    source files, are left out)."""
+    stages, found, queue = set(store.stages()), {}, [art]
+    while queue:
+        for stage, version in queue.pop().manifest.get("inputs", {}).items():
+            if stage in stages and stage not in found:
+                found[stage] = version
+                try:
+                    queue.append(store.resolve(stage, version))
+                except ArtifactError:
+                    continue
+    return found

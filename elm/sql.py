@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 
 import duckdb
 
@@ -34,10 +35,17 @@ def sql_literal(s: str) -> str:
 _lit = sql_literal
 
 
-def connect(store: ArtifactStore, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(store: ArtifactStore, database: str = ":memory:", stages: Iterable[str] | None = None,
+            tables: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """The views and the manifests table above; ``stages`` / ``tables`` (e.g. ("evaluate",), ("scores",)) limit
+    them to what a query reads."""
+    stages = None if stages is None else set(stages)
+    tables_wanted = None if tables is None else set(tables)
     con = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     rows = []
     for stage in store.stages():
+        if stages is not None and stage not in stages:
+            continue
         # A damaged version (no or an unreadable manifest, missing files) is left out, not a failure of the lot.
         for path, why in store.damaged(stage):
             log.warning("sql: skipping damaged version %s: %s", path, why)
@@ -53,7 +61,8 @@ def connect(store: ArtifactStore, database: str = ":memory:") -> duckdb.DuckDBPy
                          m.get("code_version"), json.dumps(m.get("inputs", {})), json.dumps(m.get("config", {})),
                          json.dumps(m.get("summary", {})), json.dumps(m.get("files", [])), str(art.path)))
             for f in m["files"]:
-                if f["name"].endswith(".parquet"):
+                if f["name"].endswith(".parquet") and (
+                        tables_wanted is None or f["name"].removesuffix(".parquet") in tables_wanted):
                     tables.setdefault(f["name"].removesuffix(".parquet"), []).append((art.version, str(art.path / f["name"])))
         # can_have_nan: pyarrow leaves NaN out of Parquet min/max statistics and DuckDB would trust them,
         # making isnan() filters silently false (duckdb/duckdb#25521); evaluation tables hold NaN.

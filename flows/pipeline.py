@@ -18,16 +18,39 @@ from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
 from flows.report import report_flow
 from flows.synthesize import synthesize_flow
+from flows.story import Story
 from flows.train import train_flow
 
 
-@task(name="latest-trained")
-def latest_trained_task(artifacts_dir: str | None = None) -> dict[str, str]:
-    """The latest train artifact and the versions it was made from (evaluation reads them)."""
+@task(name="newest-train")
+def newest_train_task(artifacts_dir: str | None = None) -> str:
+    """The newest train artifact in the store (by when it was made), whatever ``latest`` points at."""
+    from elm.artifacts import ArtifactError
     from tasks.common import store
 
-    train = store(artifacts_dir).resolve("train")  # ArtifactError if nothing was trained yet: says so
-    return {"train": train.version, **train.manifest.get("inputs", {})}
+    s = store(artifacts_dir)
+    if not (versions := s.versions("train")):
+        raise ArtifactError(f"no train artifact in {s.root}: run elm/full (make full, or make run) first")
+    return versions[-1].version
+
+
+def _what_is_new(story: Story, artifacts_dir: str | None, train: str) -> None:
+    """Say in one line whether the re-evaluation scored anything new, and what newer inputs wait for a training."""
+    from elm.data.ingest import INGEST
+    from elm.embed.spaces import SPACE_STAGES
+    from elm.lineage import newer_than_lineage
+    from tasks.common import store
+
+    s = store(artifacts_dir)
+    evaluated = next(r for r in story.stages if r.stage == "evaluate")
+    waiting = newer_than_lineage(s, s.resolve("train", train), (INGEST.name, "splits", *SPACE_STAGES))
+    later = (f"; newer inputs than the model was trained on: "
+             f"{', '.join(f'{k} {v}' for k, v in waiting.items())} (elm/full trains on them)") if waiting else ""
+    if evaluated.built:
+        story.say(f"evaluated the newest model, train {train}: evaluate {evaluated.version}{later}")
+    else:
+        story.say(f"nothing new to evaluate: the newest model, train {train}, was evaluated before "
+                  f"(evaluate {evaluated.version}){later}")
 
 
 @flow(name="elm", log_prints=True)
@@ -49,27 +72,57 @@ def elm_flow(
 ) -> dict[str, str]:
     """Run every stage (each a cache hit when its artifact version exists); returns stage -> version.
 
-    mode "reevaluate" skips to evaluation and report of the latest trained model in the store (the nightly
-    ``elm/reevaluate`` deployment): a new train artifact, or a changed evaluation config or code, gets
-    evaluated; otherwise both stages are cache hits.
+    Each stage receives only the version(s) of the stage before it (the rest of its inputs is that
+    artifact's lineage), so the run graph is the chain ingest -> embeddings -> synthesize -> train ->
+    evaluate -> report. The run's own page carries the story: a log line per stage (started; built or
+    cache hit, version, seconds, path) and the artifacts ``elm-summary`` (headline, stages, report page) and
+    ``elm-stages``.
+
+    mode "reevaluate" evaluates and reports the newest train artifact in the store (the scheduled
+    ``elm/reevaluate`` deployment), and says in one line whether that scored anything new.
 
     task_runner / workers / dask_address: where synthesis chunks and evaluation parts run
     (tasks/runners.py): here, one after another (the default), on ``workers`` threads, on a local Dask
     cluster of ``workers`` processes, or on the Dask scheduler at ``dask_address``.
     """
     fan_out = dict(task_runner=task_runner, workers=workers, dask_address=dask_address)
+    story = Story(artifacts_dir)
     if mode == "reevaluate":
-        versions = latest_trained_task(artifacts_dir)
-        versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir, **fan_out)
-        versions["report"] = report_flow(versions, artifacts_dir)
-        return versions
-    versions = {"ingest": ingest_flow(dataset=dataset, source=source, artifacts_dir=artifacts_dir, data_dir=data_dir)}
-    versions.update(embeddings_flow(versions["ingest"], splits, wals, semantic, artifacts_dir))
-    versions["synthesize"] = synthesize_flow(versions, synthesis, artifacts_dir, **fan_out)
-    versions["train"] = train_flow(versions, training, artifacts_dir)
-    versions["evaluate"] = evaluate_flow(versions, evaluation, artifacts_dir, **fan_out)
-    versions["report"] = report_flow(versions, artifacts_dir)
-    return versions
+        train = newest_train_task(artifacts_dir)
+    else:
+        ingest = story.run("ingest", ingest_flow, dataset=dataset, source=source, artifacts_dir=artifacts_dir,
+                           data_dir=data_dir)
+        embeddings = story.run("embeddings", embeddings_flow, ingest, splits, wals, semantic, artifacts_dir)
+        synthesized = story.run("synthesize", synthesize_flow, embeddings, synthesis, artifacts_dir, **fan_out)
+        train = story.run("train", train_flow, synthesized, training, artifacts_dir)
+    evaluated = story.run("evaluate", evaluate_flow, train, evaluation, artifacts_dir, **fan_out)
+    if mode == "reevaluate":
+        _what_is_new(story, artifacts_dir, train)
+    reported = story.run("report", report_flow, evaluated, artifacts_dir)
+    story.publish(reported)
+    from elm.evaluate.config import EVALUATE
+    from elm.lineage import resolve_lineage
+    from tasks.common import store
+
+    s = store(artifacts_dir)
+    lineage = resolve_lineage(s.resolve("evaluate", evaluated), EVALUATE.inputs, store=s)
+    return {**{k: a.version for k, a in lineage.items()}, "report": reported}
+
+
+def server_or_temporary():
+    """The configured Prefect server (the `elm` profile of `make server`) when it answers, so the run shows in
+    its UI; otherwise, saying so in one line, a temporary server for this run (``make run`` needs none)."""
+    from contextlib import nullcontext
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.check import server_problem
+
+    api = PREFECT_API_URL.value()
+    if not api or not server_problem(api):
+        return nullcontext()
+    print(f"no Prefect server answers at {api}: this run uses a temporary one (`make server` to see runs in its UI)")
+    return temporary_settings(updates={PREFECT_API_URL: None})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,9 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="threads or local Dask worker processes (default 1)")
     p.add_argument("--dask-address", default=None, help="join this Dask scheduler, e.g. tcp://10.0.0.5:8786")
     a = p.parse_args(argv)
-    versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
-                        synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner, workers=a.workers,
-                        dask_address=a.dask_address)
+    with server_or_temporary():
+        versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
+                            synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner,
+                            workers=a.workers, dask_address=a.dask_address)
 
     from elm.artifacts import open_store
     from elm.embed.stage import report

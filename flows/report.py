@@ -6,6 +6,6 @@ from tasks.report import report_task
 
 
 @flow(name="report", log_prints=True)
-def report_flow(versions: dict[str, str], artifacts_dir: str | None = None) -> str:
-    """Tables, plots and the report page of versions["evaluate"], shown in the Prefect UI as artifacts."""
-    return report_task(versions, artifacts_dir)
+def report_flow(evaluate_version: str, artifacts_dir: str | None = None) -> str:
+    """Tables, plots and the report page of an evaluate artifact, shown in the Prefect UI as artifacts."""
+    return report_task(evaluate_version, artifacts_dir)

@@ -32,8 +32,21 @@ def publish_rows(art: Artifact, cache_hit: bool) -> None:
     create_table_artifact(
         key=f"{art.stage}-rows",
         table=[{"file": name, "rows": rows} for name, rows in art.rows.items()],
-        description=f"{art.stage} {art.version}{' (cache hit)' if cache_hit else ''} at {art.path}",
+        description=f"{art.stage} {art.version}: rows per file{' (cache hit)' if cache_hit else ''}, at {art.path}",
     )
+
+
+def rounded(rows: list[dict], digits: int = 3) -> list[dict]:
+    """Table rows for reading on a screen: floats to ``digits`` digits, NaN and infinities as None."""
+    import math
+
+    def r(v):
+        if isinstance(v, float) or type(v).__name__.startswith("float"):
+            v = float(v)
+            return round(v, digits) if math.isfinite(v) else None
+        return v
+
+    return [{k: r(v) for k, v in row.items()} for row in rows]
 
 
 def worker_name() -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from elm.evaluate.config import EVALUATE, EvalConfig
+from elm.evaluate.config import EvalConfig
 from elm.evaluate.context import resolve_inputs
 from elm.evaluate.parts import PartMapper, run_part
 from elm.evaluate.stage import evaluate, report
-from tasks.common import publish_rows, runner_mapper, store, worker_name
+from tasks.common import publish_rows, rounded, runner_mapper, store, worker_name
 
 
 @task(name="evaluate-part", task_run_name="evaluate-part-{item}")
@@ -25,25 +25,26 @@ def part_mapper(task_runner: str = "threads", workers: int = 1, dask_address: st
 
 
 @task(name="evaluate")
-def evaluate_task(versions: dict[str, str], cfg: EvalConfig, artifacts_dir: str | None = None,
+def evaluate_task(train_version: str, cfg: EvalConfig, artifacts_dir: str | None = None,
                   task_runner: str = "threads", workers: int = 1, dask_address: str | None = None) -> str:
-    """Scores the ELM of versions["train"] (and the artifacts it was made from); resumes an interrupted run.
+    """Scores the ELM of a train artifact on the artifacts it was made from; resumes an interrupted run.
     The parts run on the task runner that task_runner/workers/dask_address describe (tasks.runners)."""
     mapper = part_mapper(task_runner, workers, dask_address)
     s = store(artifacts_dir)
-    pinned = {k: v for k, v in versions.items() if k in EVALUATE.inputs and k != "train"}
-    art, hit = evaluate(resolve_inputs(s, versions["train"], pinned), cfg, s, map_parts=mapper)
+    art, hit = evaluate(resolve_inputs(s, train_version), cfg, s, map_parts=mapper)
     get_run_logger().info("%s\n%s", "cache hit" if hit else "evaluated", report(art))
     publish_rows(art, hit)
     scores = art.file("scores.parquet")
     import pandas as pd
 
-    table = pd.read_parquet(scores).round(3).astype(object)
-    create_table_artifact(key="evaluate-scores", table=table.where(table.notna(), None).to_dict("records"),
-                          description=f"evaluate {art.version}: SC/BC per split and task with random and "
-                                      "teacher (truth) references")
-    ctrl = pd.read_parquet(art.file("controls.parquet")).round(3).astype(object)
-    create_table_artifact(key="evaluate-controls", table=ctrl.where(ctrl.notna(), None).to_dict("records"),
+    table = pd.read_parquet(scores)
+    key_first = ["split", "task", "metric", "elm_normalised", "baseline_normalised", "elm", "baseline"]
+    table = table[[c for c in key_first if c in table] + [c for c in table if c not in key_first]]
+    create_table_artifact(key="evaluate-scores", table=rounded(table.to_dict("records")),
+                          description=f"evaluate {art.version}: SC/BC per split and task, normalised first "
+                                      "(0 = random, 1 = teacher), with the random and truth references")
+    ctrl = pd.read_parquet(art.file("controls.parquet"))
+    create_table_artifact(key="evaluate-controls", table=rounded(ctrl.to_dict("records")),
                           description=f"evaluate {art.version}: does the text follow the vector? held-out movies, "
                                       "value with its 95% bootstrap interval (low, high) and its shuffled control")
     return art.version

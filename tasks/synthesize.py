@@ -5,7 +5,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from elm.synth.stage import SYNTHESIZE, SynthesisConfig, report, run_chunk, synthesize
 from elm.synth.teachers.base import TransientTeacherError
-from tasks.common import publish_rows, retry_on, runner_mapper, store, worker_name
+from elm.lineage import resolve_lineage
+from tasks.common import publish_rows, retry_on, rounded, runner_mapper, store, worker_name
 
 
 
@@ -22,22 +23,24 @@ def synthesize_chunk_task(item: int, versions: dict[str, str], cfg: SynthesisCon
 # Retrying an unreachable endpoint is safe: finished chunks are kept, so a retry resumes where it stopped.
 @task(name="synthesize", retries=2, retry_delay_seconds=30,
       retry_condition_fn=retry_on(TransientTeacherError))
-def synthesize_task(versions: dict[str, str], cfg: SynthesisConfig, artifacts_dir: str | None = None,
+def synthesize_task(embeddings: dict[str, str], cfg: SynthesisConfig, artifacts_dir: str | None = None,
                     task_runner: str = "threads", workers: int = 1, dask_address: str | None = None) -> str:
-    """The chunks are generated here one after another, or as synthesize-chunk tasks on the task runner
+    """Targets for the embeddings' versions (splits, spaces; ingest: the one the splits were made from, unless
+    given). The chunks are generated here one after another, or as synthesize-chunk tasks on the task runner
     that task_runner/workers/dask_address name (tasks.runners)."""
     mapper = runner_mapper(synthesize_chunk_task, task_runner, workers, dask_address)
     s = store(artifacts_dir)
-    arts = {k: s.resolve(k, versions[k]) for k in SYNTHESIZE.inputs}
+    given = {k: s.resolve(k, v) for k, v in embeddings.items() if k in SYNTHESIZE.inputs}
+    arts = {**resolve_lineage(given["splits"], ["ingest"], store=s), **given}
     art, hit = synthesize(arts, cfg, s, map_chunks=mapper)
     log = get_run_logger()
     log.info("%ssynthesize %s at %s", "cache hit: " if hit else "", art.version, art.path)
     text = report(art)
     log.info("\n%s", text)
     publish_rows(art, hit)
-    create_table_artifact(key="synthesize-reference-sc", table=art.summary.get("reference_sc", []),
-                          description=f"Reference SC of the {art.summary.get('teacher')} teacher's targets "
-                                      "on held-out movies (truth vs random)")
+    create_table_artifact(key="synthesize-reference-sc", table=rounded(art.summary.get("reference_sc", [])),
+                          description=f"synthesize {art.version}: reference SC of the {art.summary.get('teacher')} "
+                                      "teacher's targets on held-out movies (truth vs random)")
     create_markdown_artifact(key="synthesize-report", markdown="```\n" + text + "\n```",
-                             description="synthesize: counts, rejections, reference SC")
+                             description=f"synthesize {art.version}: counts, rejections, reference SC (text)")
     return art.version

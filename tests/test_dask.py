@@ -52,7 +52,7 @@ def _flow_again(store, arts, version, **runner):
     from flows.evaluate import evaluate_flow
 
     shutil.rmtree(store.resolve("evaluate", version).path)
-    again = evaluate_flow({k: a.version for k, a in arts.items()}, DASKED, str(store.root), **runner)
+    again = evaluate_flow(arts["train"].version, DASKED, str(store.root), **runner)
     assert again == version
     art = store.resolve("evaluate", version)
     assert {f["name"] for f in art.manifest["files"]} == GEN_FILES and art.manifest["config"]["seed"] == 3

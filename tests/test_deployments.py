@@ -22,7 +22,42 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
-CRON = "15 4 * * *"
+CRON, TIMEZONE = "15 4 * * *", "Europe/Berlin"
+CHAIN = {("ingest", "embeddings"), ("embeddings", "synthesize"), ("synthesize", "train"), ("train", "evaluate"),
+         ("evaluate", "report")}
+
+
+def make(target: str, api: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """`make <target>` of the Makefile a user types, on this test's venv and server (setup taken as done)."""
+    return subprocess.run(["make", "-s", "-C", str(REPO), "-o", "setup", target, f"VENV={Path(sys.executable).parents[1]}",
+                           f"PREFECT_API_URL={api}"], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def graph_edges(api: str, flow_run_id: str) -> set[tuple[str, str]]:
+    """The run graph's edges as the UI draws them (graph-v2): subflow runs by their flow's name, task runs by
+    their task's name."""
+    nodes = httpx.get(f"{api}/flow_runs/{flow_run_id}/graph-v2", timeout=10).json()["nodes"]
+
+    def name(nid: str, node: dict) -> str:
+        if node["kind"] == "flow-run":
+            flow_id = httpx.get(f"{api}/flow_runs/{nid}", timeout=5).json()["flow_id"]
+            return httpx.get(f"{api}/flows/{flow_id}", timeout=5).json()["name"]
+        return node["label"].rsplit("-", 1)[0]
+
+    label = {nid: name(nid, n) for nid, n in nodes}
+    return {(label[p["id"]], label[nid]) for nid, n in nodes for p in n["parents"]}
+
+
+def run_artifacts(api: str, flow_run_id: str) -> dict[str, dict]:
+    arts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}},
+                      timeout=5).json()
+    return {a["key"]: a for a in arts}
+
+
+def run_log(api: str, flow_run_id: str) -> str:
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200},
+                      timeout=5).json()
+    return "\n".join(r["message"] for r in logs)
 
 
 def free_port() -> int:
@@ -106,7 +141,7 @@ def test_deployment_run_elm_full_completes_and_reevaluate_has_its_schedule(serve
     (tmp_path / "tiny.json").write_text(json.dumps(params))
     log = open(tmp_path / "deploy.log", "w")
     deploy = subprocess.Popen([sys.executable, "-m", "flows.deploy", "--config", str(tmp_path / "tiny.json"),
-                               "--cron", CRON], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               "--cron", CRON, "--timezone", TIMEZONE], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
         names = wait_for(lambda: {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={},
@@ -114,12 +149,13 @@ def test_deployment_run_elm_full_completes_and_reevaluate_has_its_schedule(serve
                          120, "the deployments to register", [deploy])
         assert names
         reeval = httpx.get(f"{api}/deployments/name/elm/reevaluate", timeout=5).json()
-        assert [s["schedule"]["cron"] for s in reeval["schedules"]] == [CRON]
+        assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in reeval["schedules"]] == [(CRON, TIMEZONE)]
         assert all(s["active"] for s in reeval["schedules"]) and reeval["parameters"]["mode"] == "reevaluate"
 
         t0 = time.monotonic()
-        run = subprocess.run([PREFECT, "deployment", "run", "elm/full", "--watch", "--watch-timeout", "480"],
-                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+        wait_for(lambda: httpx.get(f"{api}/deployments/name/elm/full", timeout=5).json()["last_polled"], 60,
+                 "the serve process to poll", [deploy])
+        run = make("full", api, env, timeout=540)  # checks it is served, then prefect deployment run --watch
         seconds = time.monotonic() - t0
         deploy_log = (tmp_path / "deploy.log").read_text()
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + deploy_log[-5000:]
@@ -138,12 +174,37 @@ def test_deployment_run_elm_full_completes_and_reevaluate_has_its_schedule(serve
         keys = {a["key"] for a in httpx.post(f"{api}/artifacts/filter", json={}, timeout=5).json()}
         assert {"report", "report-headline", "evaluate-scores", "train-val-loss"} <= keys
         assert versions["state"]["type"] == "COMPLETED"
+        # the parent run tells the story: its own artifacts and log lines, and a graph that is the chain
+        parent = run_artifacts(api, full[0]["id"])
+        assert {"elm-summary", "elm-stages"} <= set(parent), set(parent)
+        summary = parent["elm-summary"]["data"]
+        assert "## Headline" in summary and "## Stages" in summary and "# ELM evaluation report" in summary
+        stages = parent["elm-stages"]["data"]
+        stages = json.loads(stages) if isinstance(stages, str) else stages
+        assert [r["stage"] for r in stages] == ["ingest", "splits", "behavioral", "semantic", "synthesize", "train",
+                                                "evaluate", "report"]
+        assert {r["stage"]: r["result"] for r in stages}["train"] == "built"
+        log_text = run_log(api, full[0]["id"])
+        assert "train: started" in log_text and f"train: built, version {s.latest('train').version}" in log_text
+        assert str(report.path / "report.html") in log_text
+        assert graph_edges(api, full[0]["id"]) == CHAIN
+        # the report's history: one row per evaluate version in the store, up to the reported one
+        import pandas as pd
+
+        history = pd.read_parquet(report.file("history.parquet"))
+        made_by = {a.version for a in s.versions("evaluate")
+                   if a.manifest["created_at"] <= s.latest("evaluate").manifest["created_at"]}
+        assert len(history) == len(made_by) and set(history["evaluate"]) == made_by
         print(f"deployed elm/full on the tiny config: {seconds:.0f} s")
         # elm/reevaluate, run now instead of at 04:15: evaluation and report of the latest trained model
         run = subprocess.run([PREFECT, "deployment", "run", "elm/reevaluate", "--watch", "--watch-timeout", "300"],
                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=360)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert s.latest("evaluate").manifest["inputs"]["train"] == s.latest("train").version
+        reeval_run = [r for r in httpx.post(f"{api}/flow_runs/filter", json={}, timeout=5).json()
+                      if r["parameters"].get("mode") == "reevaluate" and r["state"]["type"] == "COMPLETED"][0]
+        assert "nothing new to evaluate: the newest model" in run_log(api, reeval_run["id"])
+        assert graph_edges(api, reeval_run["id"]) == {("newest-train", "evaluate"), ("evaluate", "report")}
         # the UI page of the run, rendered by headless Chromium where one is installed (not on CI machines)
         if browser := shutil.which("chromium") or shutil.which("chromium-browser"):
             png = tmp_path / "flow-run.png"
@@ -152,6 +213,13 @@ def test_deployment_run_elm_full_completes_and_reevaluate_has_its_schedule(serve
                             "--virtual-time-budget=15000", f"--screenshot={png}", f"{ui}/runs/flow-run/{full[0]['id']}"],
                            capture_output=True, timeout=120)
             assert png.exists() and png.stat().st_size > 20_000  # a rendered page, not a blank one
+        # nobody serves the deployments any more: make full says so in one line, at once, instead of waiting
+        stop(deploy)
+        t0 = time.monotonic()
+        late = make("full", api, env, timeout=60)
+        assert late.returncode != 0 and time.monotonic() - t0 < 15, late.stdout + late.stderr
+        hint = late.stderr.strip().splitlines()
+        assert "elm/full is paused" in hint[0] and "make deploy" in hint[0], late.stderr
     finally:
         stop(deploy)
         log.close()
@@ -187,3 +255,27 @@ def test_deploy_refuses_to_start_without_a_server_url(monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(SystemExit, match="make server"):
         main([])
+
+
+def test_a_bad_config_is_one_line_with_the_field_the_value_and_what_is_allowed(tmp_path):
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.deploy import config_error_line, load_parameters
+
+    bad = tmp_path / "bad.json"
+    for params, want in [({"synthesis": {"teacher": "nope"}}, "must be one of ['local', 'openai', 'template'], got 'nope'"),
+                         ({"workers": "x"}, 'workers = "x": Input should be a valid integer')]:
+        bad.write_text(json.dumps(params))
+        with pytest.raises(ParameterTypeError) as e:
+            load_parameters(str(bad))
+        line = config_error_line(str(bad), e.value, params)
+        assert "\n" not in line and line.startswith(f"CONFIG {bad}: ") and want in line, line
+
+
+def test_no_server_is_one_line_that_says_make_server():
+    """Nothing listens on port 9: the check answers at once, naming what to start."""
+    from flows.check import deployment_problem
+
+    t0 = time.monotonic()
+    problem = deployment_problem("http://127.0.0.1:9/api", "full")
+    assert time.monotonic() - t0 < 5 and "no Prefect server answers" in problem and "make server" in problem

@@ -77,3 +77,17 @@ def test_read_tables_verifies_before_reading(chain):
     path.write_bytes(path.read_bytes()[:-8] + b"corrupt!")
     with pytest.raises(ArtifactError, match="does not match its manifest sha256"):
         read_tables(v1, ("t",))
+
+
+def test_newer_than_lineage_names_what_landed_after_a_model(store):
+    """What a re-evaluation reports as waiting for a training: newer versions than the model's lineage."""
+    import time
+
+    from elm.lineage import newer_than_lineage
+
+    v1 = make(store, VECTORS, {}, 1)
+    m = make(store, MODEL, {"data": make(store, DATA, {"vectors": v1}, 10), "vectors": v1}, 100)
+    assert newer_than_lineage(store, m, ("vectors", "data")) == {}
+    time.sleep(1.05)  # created_at has one-second resolution
+    v2 = make(store, VECTORS, {}, 2)
+    assert newer_than_lineage(store, m, ("vectors", "data")) == {"vectors": v2.version}

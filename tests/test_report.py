@@ -282,13 +282,48 @@ def test_cache_hit(built):
 def test_tables_and_text(built):
     _, _, _, art, _ = built
     t = report_tables(art)
-    assert set(t) == {"per_task", "headline"}
+    assert set(t) == {"per_task", "headline", "history"}
     json.dumps(t, allow_nan=False)  # JSON-safe: NaN became None
+    # for a screen: the key columns first, three digits, no interval column pairs
+    assert list(t["headline"][0])[:3] == ["measure", "system", "normalised"]
+    assert list(t["per_task"][0])[:3] == ["task", "split", "elm_normalised"]
+    numbers = [v for r in t["headline"] + t["per_task"] for v in r.values() if isinstance(v, float)]
+    assert numbers and all(v == round(v, 3) for v in numbers)
     assert all(r["baseline"] is not None for r in t["per_task"])
     assert all(r["random"] is None for r in t["headline"] if r["section"] == "cav")
     text = headline_text(art)
     assert "SC movies, held-out, mean over tasks" in text and "report.html" in text
     assert str(art.path / "report.html") in text or "artifacts/report/" in text
+
+
+def test_history_has_one_row_per_evaluate_version_up_to_the_reported_one(tmp_path):
+    """Three evaluations land over time: each report's history holds the ones made up to it, oldest first."""
+    import time
+
+    from elm.report.queries import open_evaluate
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    evs = []
+    for i in range(3):
+        evs.append(make_evaluate(store, make_tables(np.random.default_rng(10 + i), experiments=False), tag=f"v{i}"))
+        time.sleep(1.05)  # created_at has one-second resolution
+    first, _ = build_report(evs[0], store)
+    last, _ = build_report(evs[2], store)
+    h = pd.read_parquet(last.file("history.parquet"))
+    assert list(h["evaluate"]) == [e.version for e in evs]
+    assert len(pd.read_parquet(first.file("history.parquet"))) == 1
+    # the pooled normalised SC per version is what the headline of that version says
+    con, _ = open_evaluate(evs[1])
+    from elm.report.queries import headline_table
+
+    hl = headline_table(con)
+    want = hl[(hl["name"] == "SC movies, held-out, mean over tasks") & (hl["system"] == "elm")]["normalised"].iloc[0]
+    assert h["sc_normalised_elm"].iloc[1] == pytest.approx(want)
+    assert len(h) == len(store.versions("evaluate")) == 3
+    md = report_markdown(last)
+    assert "## History: every evaluation in the store" in md and "(this)" in md and "history.png" in md
+    assert (last.path / "history.png").read_bytes()[:8] == PNG_MAGIC
+    assert len(report_tables(last)["history"]) == 3
 
 
 def test_experiments_not_run(tmp_path):

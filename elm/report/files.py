@@ -6,6 +6,8 @@
     report/<v>/per_task_sc.png      normalised SC per task on held-out movies, ELM vs baseline
     report/<v>/interpolation.png    SC (movies) / BC (users) against the interpolation weight a
     report/<v>/cav.png              SC or BC and the attribute's score against the CAV step, per attribute
+    report/<v>/history.parquet      headline numbers of every evaluate version in the store up to this one
+    report/<v>/history.png          the same over time
     report/<v>/report.md            the page: tables, plots, example generations
     report/<v>/report.html          the same page as HTML, plots inline
 
@@ -20,6 +22,8 @@ HEADLINE_FILE = "headline.parquet"
 PER_TASK_PNG = "per_task_sc.png"
 INTERPOLATION_PNG = "interpolation.png"
 CAV_PNG = "cav.png"
+HISTORY_FILE = "history.parquet"
+HISTORY_PNG = "history.png"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
@@ -35,6 +39,10 @@ REPORT_FILES = {
     INTERPOLATION_PNG: "mean SC (movies) / BC (users) over pairs against the interpolation weight a, with references "
                        "(absent when interpolation was not run)",
     CAV_PNG: "per attribute: SC or BC and the attribute's score against the CAV step (absent when CAVs were not run)",
+    HISTORY_FILE: "every evaluate version in the store made up to the reported one, oldest first: created_at, "
+                  "evaluate, train, sc_normalised_elm, sc_normalised_baseline (pooled, held-out movies), "
+                  "bc_normalised_elm (held-out users), sc_elm, tasks",
+    HISTORY_PNG: "normalised SC and BC of every evaluation over time (absent when none has scores)",
     REPORT_MD: "the page: headline, per-task table, plots, CAV classifiers, example generations",
     REPORT_HTML: "the same page as HTML; plots inline by relative path",
 }

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from elm.artifacts import Artifact
-from elm.report.files import CAV_PNG, INTERPOLATION_PNG, PER_TASK_PNG
+from elm.report.files import CAV_PNG, HISTORY_PNG, INTERPOLATION_PNG, PER_TASK_PNG
 
 EXAMPLE_CHARS = 360
 """Example texts are clipped to about this many characters: enough to judge content, short enough for a table."""
@@ -102,6 +102,8 @@ class _Page:
     eval_config: dict | None = None
     controls: pd.DataFrame | None = None
     """controls.parquet of the evaluation (None for one made before it existed)."""
+    history: pd.DataFrame | None = None
+    """Every evaluation in the store up to this one (elm.report.history)."""
 
 
 CONTROLS_INTRO = (
@@ -153,6 +155,16 @@ def _per_task_md(per_task: pd.DataFrame) -> str:
             for r in d.itertuples()]
     return md_table(["task", "n", "ELM SC", "baseline SC", "random", "truth", "ELM norm.", "baseline norm.",
                      "ELM norm. (train)"], rows, "lrrrrrrrr")
+
+
+def _history_md(h: pd.DataFrame, current: str) -> str:
+    rows = [[str(i), f"{t:%Y-%m-%d %H:%M}", f"`{v[:12]}`" + (" (this)" if v == current else ""),
+             f"`{str(tr)[:12]}`", _num(a), _num(b), _num(c), _num(d), str(n)]
+            for i, (t, v, tr, a, b, c, d, n) in enumerate(h[["created_at", "evaluate", "train", "sc_normalised_elm",
+                                                           "sc_normalised_baseline", "bc_normalised_elm", "sc_elm",
+                                                           "tasks"]].itertuples(index=False), 1)]
+    return md_table(["#", "made (UTC)", "evaluate", "train", "ELM SC norm.", "baseline SC norm.", "ELM BC norm.",
+                     "ELM SC", "tasks"], rows, "rlllrrrrr")
 
 
 def _system_label(system: str) -> str:
@@ -251,6 +263,16 @@ def _render_markdown(p: _Page) -> str:
     parts += [
         "## Headline",
         _headline_md(p.headline),
+    ]
+    if p.history is not None and not p.history.empty:
+        parts += ["## History: every evaluation in the store",
+                  "The headline numbers of each evaluate version made up to this one, oldest first (held-out "
+                  "movies pooled over tasks; users: mean over user tasks). A scheduled re-evaluation that lands a "
+                  "new model adds a row.",
+                  _figure(HISTORY_PNG, "Normalised SC and BC of every evaluation over time",
+                          p.plots.get(HISTORY_PNG, False), "no evaluation has scores"),
+                  _history_md(p.history, ev.version)]
+    parts += [
         "## Generalisation: SC per task on held-out movies",
         _figure(PER_TASK_PNG, "Normalised SC per task, held-out movies", p.plots.get(PER_TASK_PNG, False),
                 "no held-out movie SC scores"),

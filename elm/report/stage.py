@@ -25,12 +25,15 @@ from elm.report.files import (
     REPORT_FILES,
     CAV_PNG,
     HEADLINE_FILE,
+    HISTORY_FILE,
+    HISTORY_PNG,
     INTERPOLATION_PNG,
     PER_TASK_FILE,
     PER_TASK_PNG,
     REPORT_HTML,
     REPORT_MD,
 )
+from elm.report.history import history_table, plot_history
 from elm.report.html import markdown_to_html
 from elm.report.intervals import curve_intervals, headline_intervals, per_task_intervals
 from elm.report.page import _num, _Page, _render_markdown, with_interval
@@ -51,7 +54,7 @@ from elm.report.queries import (
 log = logging.getLogger(__name__)
 
 REPORT = StageSpec("report", inputs=("evaluate",), files=tuple(REPORT_FILES),
-                   code_version="3")  # 2: the controls section and controls.parquet; 3: per-task intervals
+                   code_version="4")  # 2: the controls section and controls.parquet; 3: per-task intervals; 4: history
 EVAL_CONFIG = "eval_config.json"
 
 
@@ -123,8 +126,9 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
             classifiers=query(con, CAV_CLASSIFIERS_SQL), examples=query(con, EXAMPLES_SQL),
             interpolation_example=query(con, INTERPOLATION_EXAMPLE_SQL), cav_example=query(con, CAV_EXAMPLE_SQL),
             not_run=not_run, eval_config=json.loads(config_path.read_text()) if config_path else None,
-            controls=controls,
+            controls=controls, history=history_table(store, evaluate_art),
         )
+        page.history.to_parquet(work.path / HISTORY_FILE, index=False)
         per_task.to_parquet(work.path / PER_TASK_FILE, index=False)
         headline.to_parquet(work.path / HEADLINE_FILE, index=False)
         page.plots = {
@@ -132,6 +136,7 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
             INTERPOLATION_PNG: plot_interpolation(_with_intervals(query(con, INTERPOLATION_CURVE_SQL), gens),
                                                   work.path / INTERPOLATION_PNG),
             CAV_PNG: plot_cav(cav_curve, work.path / CAV_PNG),
+            HISTORY_PNG: plot_history(page.history, work.path / HISTORY_PNG),
         }
         md = _render_markdown(page)
         (work.path / REPORT_MD).write_text(md)
@@ -152,11 +157,31 @@ def build_report(evaluate_art: Artifact, store: ArtifactStore) -> tuple[Artifact
 # reading a report artifact
 
 
+def _interval(lo: Any, hi: Any) -> str | None:
+    lo, hi = _json_safe(lo), _json_safe(hi)
+    return None if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
+
+
 def report_tables(report_art: Artifact) -> dict[str, list[dict]]:
-    """The per-task and headline tables as JSON-safe rows (NaN -> None), numbers rounded to 3 digits for
-    reading, e.g. for Prefect table artifacts."""
-    return {"per_task": _records(pd.read_parquet(report_art.file(PER_TASK_FILE)).round(3)),
-            "headline": _records(pd.read_parquet(report_art.file(HEADLINE_FILE)).round(3))}
+    """The headline, per-task and history tables as JSON-safe rows (NaN -> None), for reading on a screen (Prefect
+    table artifacts): numbers rounded to 3 digits, the key columns (what, then the normalised score) first,
+    intervals as one "[low, high]" text column, so a table fits a 1280 px page."""
+    h = pd.read_parquet(report_art.file(HEADLINE_FILE))
+    headline = pd.DataFrame({
+        "measure": h["name"], "system": h["system"], "normalised": h["normalised"],
+        "normalised_95": [_interval(a, b) for a, b in zip(h.get("normalised_low", [None] * len(h)),
+                                                          h.get("normalised_high", [None] * len(h)))],
+        "value": h["value"], "random": h["random"], "truth": h["truth"], "n": h["n"], "section": h["section"]})
+    p = pd.read_parquet(report_art.file(PER_TASK_FILE))
+    per_task = p[["task", "split", "elm_normalised", "baseline_normalised", "elm", "baseline", "random", "truth", "n"]]
+    out = {"headline": _records(headline.round(3)), "per_task": _records(per_task.round(3))}
+    if (report_art.path / HISTORY_FILE).exists():
+        hist = pd.read_parquet(report_art.file(HISTORY_FILE))
+        hist = hist.assign(made=hist["created_at"].dt.strftime("%Y-%m-%d %H:%M UTC"),
+                           evaluate=hist["evaluate"].str[:12], train=hist["train"].str[:12])
+        out["history"] = _records(hist[["made", "evaluate", "sc_normalised_elm", "sc_normalised_baseline",
+                                        "bc_normalised_elm", "train", "tasks"]].round(3))
+    return out
 
 
 def report_markdown(report_art: Artifact) -> str:
