@@ -1,0 +1,168 @@
+"""The images of docker/, for real: a container of elm-pipeline:cpu runs the pipeline into a bind-mounted store
+that `elm sql` reads here; compose brings up the Prefect server and the runner of elm/full and elm/reevaluate,
+the UI answers on 127.0.0.1, and a deployment run started from this machine completes.
+
+Runs where a Docker engine answers and elm-pipeline:cpu is built (`make docker-test` starts the engine and
+builds the images first); skips with one line otherwise (CI has no engine). Both runs use
+configs/flows/small.json (the real models, small budgets): the full default takes ~20 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_deployments import free_port
+from tests.test_docker_files import compose_command
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = os.environ.get("ELM_DOCKER_IMAGE", "elm-pipeline:cpu")
+SMALL = REPO / "configs" / "flows" / "small.json"
+STAGES = ["behavioral", "evaluate", "ingest", "report", "semantic", "splits", "synthesize", "train"]
+ELM = str(Path(sys.executable).parent / "elm")
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+pytestmark = pytest.mark.slow
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, f"docker {' '.join(args)}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    return out
+
+
+def _engine_and_image() -> str | None:
+    """Why the tests cannot run here (None when they can)."""
+    if DOCKER is None:
+        return "no docker CLI (apt-get install docker.io; make docker-test)"
+    if subprocess.run([DOCKER, "info"], capture_output=True, timeout=30).returncode != 0:
+        return "no Docker engine answers (make docker-test starts one)"
+    if subprocess.run([DOCKER, "image", "inspect", IMAGE], capture_output=True, timeout=30).returncode != 0:
+        return f"image {IMAGE} is not built (make docker-build)"
+    return None
+
+
+DOCKER = shutil.which("docker")
+if (reason := _engine_and_image()) is not None:
+    pytest.skip(reason, allow_module_level=True)
+
+
+def image_user() -> tuple[int, int]:
+    user = docker("image", "inspect", "-f", "{{.Config.User}}", IMAGE).stdout.strip()
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) != 0, f"{IMAGE} runs as {user!r}: it must name a numeric non-root user"
+    return int(uid), int(gid or uid)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """An artifact store and a data folder the container's user can write (bind mounts keep host owners)."""
+    root = tmp_path_factory.mktemp("docker-store")
+    uid, gid = image_user()
+    for sub in ("artifacts", "data"):
+        (root / sub).mkdir()
+        if os.getuid() == 0:
+            os.chown(root / sub, uid, gid)
+        elif os.getuid() != uid:
+            pytest.skip(f"{IMAGE} runs as uid {uid}, you are {os.getuid()}: make docker-build ELM_UID=$(id -u)")
+    return root
+
+
+def latest_stages(artifacts: Path) -> list[str]:
+    """The stages with a latest version, as `elm sql` on this machine reads them from the store."""
+    out = subprocess.run([ELM, "sql", "--artifacts", str(artifacts),
+                          "select string_agg(distinct stage, '+' order by stage) as s from manifests"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = next((w for w in out.stdout.split() if "+" in w and "ingest" in w), "")
+    return line.split("+")
+
+
+def test_the_image_is_lean_and_runs_as_its_user():
+    uid, _ = image_user()
+    probe = docker("run", "--rm", "--network", "none", IMAGE, "sh", "-c",
+                   "id -u; for t in gcc cc g++ make; do command -v $t; done; python -c 'import elm.cli, flows.pipeline'"
+                   " && prefect version >/dev/null && echo ok", check=False)
+    lines = probe.stdout.split()
+    assert probe.returncode == 0 and lines[-1] == "ok", probe.stdout + probe.stderr
+    assert lines[0] == str(uid) and lines[1:-1] == [], f"uid and build tools found: {lines[:-1]}"
+
+
+def test_a_container_runs_the_pipeline_into_a_mounted_store(store):
+    t0 = time.monotonic()
+    run = docker("run", "--rm", "--network", "none", "-v", f"{store / 'artifacts'}:/artifacts",
+                 "-v", f"{store / 'data'}:/data", IMAGE, "python", "-m", "flows.pipeline",
+                 "--config", "/app/configs/flows/small.json", timeout=2400, check=False)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    print(f"docker run, the pipeline on {SMALL.relative_to(REPO)}: {time.monotonic() - t0:.0f} s")
+    assert latest_stages(store / "artifacts") == STAGES
+    report = next((store / "artifacts" / "report").glob("*/report.html"))
+    assert report.stat().st_uid == image_user()[0]  # written by the container's user, readable here
+    assert "<html" in report.read_text()[:2000].lower()
+
+
+@pytest.fixture
+def compose(store, tmp_path):
+    """`docker compose up` of docker/compose.yaml on a free loopback port, the store above and a deployment
+    config with one more training step than small.json (so the deployed run trains and evaluates anew)."""
+    cmd = compose_command()
+    if cmd is None:
+        pytest.skip("neither the docker compose plugin nor docker-compose v2+ found (make setup installs it)")
+    port = free_port()
+    config = json.loads(SMALL.read_text())
+    config["training"]["stage2"]["steps"] += 1
+    (tmp_path / "deploy.json").write_text(json.dumps(config))
+    (tmp_path / "deploy.json").chmod(0o644)
+    override = tmp_path / "override.yaml"
+    override.write_text(json.dumps({"services": {
+        "prefect-server": {"ports": [f"127.0.0.1:{port}:4200"],
+                           "environment": {"PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}},
+        "worker": {"volumes": [f"{store / 'artifacts'}:/artifacts", f"{store / 'data'}:/data",
+                               f"{tmp_path / 'deploy.json'}:/config/deploy.json:ro"],
+                   "environment": {"ELM_FLOW_CONFIG": "/config/deploy.json"}}}}))
+    # !override: compose merges port lists (the default 4200 would be published too)
+    override.write_text(override.read_text().replace('"ports": [', '"ports": !override ['))
+    project = [*cmd, "-p", f"elm-test-{os.getpid()}", "-f", str(REPO / "docker" / "compose.yaml"), "-f", str(override)]
+    env = {**os.environ, "ELM_UID": str(image_user()[0]), "ELM_GID": str(image_user()[1])}
+    up = subprocess.run([*project, "up", "-d", "--no-build", "--wait", "--wait-timeout", "300"], env=env,
+                        capture_output=True, text=True, timeout=400)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield f"http://127.0.0.1:{port}", project, env
+    finally:
+        logs = subprocess.run([*project, "logs", "--no-color", "--tail", "60"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        print(logs.stdout[-6000:])
+        subprocess.run([*project, "down", "-v", "--timeout", "30"], env=env, capture_output=True, timeout=300)
+
+
+def test_compose_serves_the_deployments_and_a_run_from_the_host_completes(compose, store):
+    ui, project, env = compose
+    page = httpx.get(ui, timeout=30)  # the UI, copied to PREFECT_UI_STATIC_DIRECTORY by the non-root server
+    assert page.status_code == 200 and "<script" in page.text, page.text[:500]
+    api = f"{ui}/api"
+    t0 = time.monotonic()
+    while {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()} < {"full", "reevaluate"}:
+        assert time.monotonic() - t0 < 180, "the worker did not register elm/full and elm/reevaluate in 180 s"
+        time.sleep(2)
+    trained_before = len(list((store / "artifacts" / "train").glob("*/manifest.json")))
+
+    t0 = time.monotonic()
+    host = {**env, "PREFECT_API_URL": api}
+    run = subprocess.run([PREFECT, "deployment", "run", "elm/full", "--watch", "--watch-timeout", "1800"],
+                         env=host, capture_output=True, text=True, timeout=1900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    print(f"compose: prefect deployment run elm/full: {time.monotonic() - t0:.0f} s")
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["elm"]}}}, timeout=10).json()
+    assert [r["state"]["type"] for r in runs if r["parameters"].get("mode") == "full"] == ["COMPLETED"]
+    assert latest_stages(store / "artifacts") == STAGES
+    assert len(list((store / "artifacts" / "train").glob("*/manifest.json"))) == trained_before + 1
