@@ -26,9 +26,10 @@ from tests.test_docker_files import compose_command
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("ELM_DOCKER_IMAGE", "elm-pipeline:cpu")
 SMALL = REPO / "configs" / "flows" / "small.json"
-STAGES = ["behavioral", "evaluate", "ingest", "report", "semantic", "splits", "synthesize", "train"]
+STAGES = {"ingest", "splits", "semantic", "behavioral", "synthesize", "train", "evaluate", "report"}
 ELM = str(Path(sys.executable).parent / "elm")
 PREFECT = str(Path(sys.executable).parent / "prefect")
+RUN_TIMEOUT = float(os.environ.get("ELM_DOCKER_RUN_TIMEOUT", 3600))  # seconds for one small pipeline run
 
 pytestmark = pytest.mark.slow
 
@@ -77,14 +78,14 @@ def store(tmp_path_factory) -> Path:
     return root
 
 
-def latest_stages(artifacts: Path) -> list[str]:
-    """The stages with a latest version, as `elm sql` on this machine reads them from the store."""
+def stages_in(artifacts: Path) -> set[str]:
+    """The stages with a version in the store, as `elm sql` on this machine reads them."""
     out = subprocess.run([ELM, "sql", "--artifacts", str(artifacts),
                           "select string_agg(distinct stage, '+' order by stage) as s from manifests"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     line = next((w for w in out.stdout.split() if "+" in w and "ingest" in w), "")
-    return line.split("+")
+    return set(line.split("+"))
 
 
 def test_the_image_is_lean_and_runs_as_its_user():
@@ -99,12 +100,16 @@ def test_the_image_is_lean_and_runs_as_its_user():
 
 def test_a_container_runs_the_pipeline_into_a_mounted_store(store):
     t0 = time.monotonic()
-    run = docker("run", "--rm", "--network", "none", "-v", f"{store / 'artifacts'}:/artifacts",
-                 "-v", f"{store / 'data'}:/data", IMAGE, "python", "-m", "flows.pipeline",
-                 "--config", "/app/configs/flows/small.json", timeout=2400, check=False)
+    name = f"elm-test-run-{os.getpid()}"
+    try:  # ~6 min on 2 idle cores; 41 min were measured on 2 cores shared with a load average of 12-18
+        run = docker("run", "--rm", "--name", name, "--network", "none", "-v", f"{store / 'artifacts'}:/artifacts",
+                     "-v", f"{store / 'data'}:/data", IMAGE, "python", "-m", "flows.pipeline",
+                     "--config", "/app/configs/flows/small.json", timeout=RUN_TIMEOUT, check=False)
+    finally:  # a timed-out CLI leaves its container running
+        docker("rm", "-f", name, check=False)
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
     print(f"docker run, the pipeline on {SMALL.relative_to(REPO)}: {time.monotonic() - t0:.0f} s")
-    assert latest_stages(store / "artifacts") == STAGES
+    assert STAGES <= stages_in(store / "artifacts")
     report = next((store / "artifacts" / "report").glob("*/report.html"))
     assert report.stat().st_uid == image_user()[0]  # written by the container's user, readable here
     assert "<html" in report.read_text()[:2000].lower()
@@ -133,8 +138,8 @@ def compose(store, tmp_path):
     override.write_text(override.read_text().replace('"ports": [', '"ports": !override ['))
     project = [*cmd, "-p", f"elm-test-{os.getpid()}", "-f", str(REPO / "docker" / "compose.yaml"), "-f", str(override)]
     env = {**os.environ, "ELM_UID": str(image_user()[0]), "ELM_GID": str(image_user()[1])}
-    up = subprocess.run([*project, "up", "-d", "--no-build", "--wait", "--wait-timeout", "300"], env=env,
-                        capture_output=True, text=True, timeout=400)
+    up = subprocess.run([*project, "up", "-d", "--no-build", "--wait", "--wait-timeout", "600"], env=env,
+                        capture_output=True, text=True, timeout=700)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         yield f"http://127.0.0.1:{port}", project, env
@@ -145,24 +150,46 @@ def compose(store, tmp_path):
         subprocess.run([*project, "down", "-v", "--timeout", "30"], env=env, capture_output=True, timeout=300)
 
 
+def deployment_names(api: str) -> set[str]:
+    try:
+        return {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=60).json()}
+    except httpx.HTTPError:  # a busy server (the worker registering, a loaded machine): ask again
+        return set()
+
+
 def test_compose_serves_the_deployments_and_a_run_from_the_host_completes(compose, store):
     ui, project, env = compose
-    page = httpx.get(ui, timeout=30)  # the UI, copied to PREFECT_UI_STATIC_DIRECTORY by the non-root server
+    page = httpx.get(ui, timeout=60)  # the UI, copied to PREFECT_UI_STATIC_DIRECTORY by the non-root server
     assert page.status_code == 200 and "<script" in page.text, page.text[:500]
     api = f"{ui}/api"
     t0 = time.monotonic()
-    while {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()} < {"full", "reevaluate"}:
-        assert time.monotonic() - t0 < 180, "the worker did not register elm/full and elm/reevaluate in 180 s"
-        time.sleep(2)
+    while deployment_names(api) < {"full", "reevaluate"}:
+        assert time.monotonic() - t0 < 600, "the worker did not register elm/full and elm/reevaluate in 600 s"
+        time.sleep(5)
     trained_before = len(list((store / "artifacts" / "train").glob("*/manifest.json")))
 
     t0 = time.monotonic()
     host = {**env, "PREFECT_API_URL": api}
-    run = subprocess.run([PREFECT, "deployment", "run", "elm/full", "--watch", "--watch-timeout", "1800"],
-                         env=host, capture_output=True, text=True, timeout=1900)
+    run = subprocess.run([PREFECT, "deployment", "run", "elm/full", "--watch", "--watch-timeout", str(int(RUN_TIMEOUT))],
+                         env=host, capture_output=True, text=True, timeout=RUN_TIMEOUT + 120)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     print(f"compose: prefect deployment run elm/full: {time.monotonic() - t0:.0f} s")
-    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["elm"]}}}, timeout=10).json()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["elm"]}}}, timeout=60).json()
     assert [r["state"]["type"] for r in runs if r["parameters"].get("mode") == "full"] == ["COMPLETED"]
-    assert latest_stages(store / "artifacts") == STAGES
+    assert STAGES <= stages_in(store / "artifacts")
     assert len(list((store / "artifacts" / "train").glob("*/manifest.json"))) == trained_before + 1
+
+
+def test_the_gpu_image_imports_its_cuda_build_on_cpu():
+    """elm-pipeline:gpu (make docker-build-gpu), where it is built: torch's CUDA build and cuDNN load, the project
+    imports, the user is not root. Its CUDA kernels need a GPU and are not run here."""
+    gpu = "elm-pipeline:gpu"
+    if docker("image", "inspect", gpu, check=False).returncode != 0:
+        pytest.skip(f"{gpu} is not built (make docker-wheels-gpu docker-build-gpu)")
+    out = docker("run", "--rm", "--network", "none", gpu, "sh", "-c",
+                 "id -u && python -c 'import torch, elm.cli, flows.pipeline, flows.deploy; "
+                 "print(torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.is_available())'",
+                 timeout=600)
+    uid, cuda, cudnn, available = out.stdout.split()[-4:]
+    assert uid != "0" and cuda != "None" and cudnn.isdigit(), out.stdout
+    print(f"{gpu}: CUDA {cuda}, cuDNN {cudnn}, a GPU visible: {available}")
