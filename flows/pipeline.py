@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, task
@@ -125,6 +127,21 @@ def server_or_temporary():
     return temporary_settings(updates={PREFECT_API_URL: None})
 
 
+def read_config(path: str | None) -> dict:
+    """Flow parameters from a JSON file ({} without one), validated before any stage runs: a typo fails at
+    once, naming the field (the same checks as flows/deploy.py's --config)."""
+    if not path:
+        return {}
+    try:
+        params = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"--config {path}: {e}") from None
+    if not isinstance(params, dict):
+        raise SystemExit(f"--config {path}: expected a JSON object of flow parameters, got {type(params).__name__}")
+    elm_flow.validate_parameters(params)
+    return params
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m flows.pipeline", description=elm_flow.__doc__)
     p.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small (embedded), ml-25m or ml-100k")
@@ -139,11 +156,16 @@ def main(argv: list[str] | None = None) -> None:
                         "cluster, or --dask-address)")
     p.add_argument("--workers", type=int, default=1, help="threads or local Dask worker processes (default 1)")
     p.add_argument("--dask-address", default=None, help="join this Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--config", default=None,
+                   help="JSON file of flow parameters, as for `make deploy CONFIG=...` (e.g. configs/flows/small.json); "
+                        "the parameters it sets win over the options above")
     a = p.parse_args(argv)
+    params = read_config(a.config)  # a bad file fails before any server starts
     with server_or_temporary():
-        versions = elm_flow(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
-                            synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner,
-                            workers=a.workers, dask_address=a.dask_address)
+        versions = elm_flow(**{**dict(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
+                                      synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner,
+                                      workers=a.workers, dask_address=a.dask_address),
+                               **params})
 
     from elm.artifacts import open_store
     from elm.embed.stage import report

@@ -1,5 +1,7 @@
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,24 @@ def test_elm_flow_runs_the_chain_through_prefect(prefect_harness, small_ingest, 
     counts = {stage: len(store.versions(stage)) for stage in versions}
     assert elm_flow(**kw) == versions
     assert {stage: len(store.versions(stage)) for stage in versions} == counts
+
+
+def test_pipeline_config_file_is_checked_before_any_stage_runs(tmp_path):
+    """`python -m flows.pipeline --config` (the small run of docker/README.md): the committed small config is
+    valid, and a bad file fails at once, naming the field or the problem."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.pipeline import read_config
+
+    small = read_config(str(Path(__file__).resolve().parents[1] / "configs" / "flows" / "small.json"))
+    assert small["training"]["stage2"]["steps"] > 0 and small["evaluation"]["second_encoder"] is None
+    assert read_config(None) == {}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"training": {"stage2": {"steps": 1}}}))
+    with pytest.raises(ParameterTypeError, match="training.stage2.lr"):
+        read_config(str(bad))
+    bad.write_text("[1]")
+    with pytest.raises(SystemExit, match="JSON object"):
+        read_config(str(bad))
+    with pytest.raises(SystemExit, match="missing.json"):
+        read_config(str(tmp_path / "missing.json"))
