@@ -10,6 +10,8 @@ TORCH_SPEC ?= torch==2.13.0
 TEACHER ?= template
 # The local Prefect server of `make server` / `make deploy` (its SQLite database lives in PREFECT_HOME).
 PREFECT_PORT ?= 4200
+# The page of `make explore`, on 127.0.0.1 only.
+EXPLORE_PORT ?= 8000
 PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 
 export DO_NOT_TRACK := 1
@@ -20,7 +22,7 @@ export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run ingest embeddings synthesize train evaluate report server deploy test bench-ingest bench-wals bench-teacher bench-train bench clean
+.PHONY: help setup run ingest embeddings synthesize train evaluate report server deploy explore test bench-ingest bench-wals bench-teacher bench-train bench clean
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -32,6 +34,7 @@ help:
 	@echo "make evaluate SC/BC with references, text-only baseline, interpolation, CAV (elm evaluate)"
 	@echo "make report   tables, plots and the report page of the latest evaluation (elm report)"
 	@echo "make server   a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI at http://127.0.0.1:$(PREFECT_PORT))"
+	@echo "make explore  a local page to walk the embedding space and ask the ELM (http://127.0.0.1:$(EXPLORE_PORT))"
 	@echo "make deploy   register elm/full and elm/reevaluate (cron CRON=...) and serve them (needs make server)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
@@ -72,6 +75,9 @@ report: setup
 server: setup
 	PREFECT_HOME=$${PREFECT_HOME:-$(CURDIR)/.prefect} $(VENV)/bin/prefect server start --host 127.0.0.1 \
 		--port $(PREFECT_PORT) --analytics-off
+
+explore: setup
+	$(VENV)/bin/elm explore --port $(EXPLORE_PORT)
 
 deploy: setup
 	PREFECT_API_URL=$(PREFECT_API_URL) $(PY) -m flows.deploy $(if $(CRON),--cron "$(CRON)") \
