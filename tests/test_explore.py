@@ -227,3 +227,18 @@ def test_no_trained_model_says_run_make_run_first(tmp_path):
         page = httpx.get(base)
     assert r.status_code == 503 and "run `make run` first" in r.json()["error"]
     assert page.status_code == 200  # the page itself loads and shows the message from /api/status
+
+
+def test_the_map_path_imports_no_torch_and_names_agree():
+    """The server answers the map while torch loads in the background: its modules must not import torch."""
+    import subprocess
+    import sys
+
+    from elm.explore import catalog
+    from elm.model.elm import CONFIG_FILE
+    from elm.serve.loading import TRAIN_ELM_DIR
+
+    assert (catalog.CONFIG_FILE, catalog.MODEL_DIR) == (CONFIG_FILE, TRAIN_ELM_DIR)
+    code = "import sys, elm.explore.app; print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

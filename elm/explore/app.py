@@ -28,10 +28,9 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from elm.artifacts import ArtifactError, ArtifactStore
-from elm.explore.catalog import Catalog, ExploreError, read_config
+from elm.explore.catalog import Catalog, ExploreError, find_model, read_spaces
 from elm.explore.engine import LIKE_TASK, Engine, Job, load_describer
 from elm.explore.points import CONCEPT_RANGE, MIX_RANGE, Points
-from elm.serve.loading import TRAIN_STAGE, resolve_elm_folder
 from elm.synth.catalog import MOVIE_TASKS, TASKS, USER_TASKS
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,15 @@ class Explorer:
         self.store, self.problem = store, None
         self.catalog = self.engine = None
         try:
-            folder = resolve_elm_folder(model, store)
-            train = next((a for a in store.versions(TRAIN_STAGE) if folder.parent == a.path), None)
+            folder, train = find_model(store, model)
             self.train = train.version if train else None
-            self.catalog = Catalog(store, read_config(folder), train)
-        except (ArtifactError, OSError, RuntimeError, ValueError) as e:
-            self.problem = (f"no trained ELM to explore in {store.root} ({e}); run `make run` first"
-                            if model is None else f"cannot explore {model}: {e}")
+            self.catalog = Catalog(store, read_spaces(folder), train)
+        except ExploreError as e:
+            self.problem = str(e)
+            log.error("explore: %s", self.problem)
+            return
+        except (ArtifactError, OSError, ValueError, KeyError) as e:
+            self.problem = f"cannot explore {model or 'the latest train artifact'}: {type(e).__name__}: {e}"
             log.error("explore: %s", self.problem)
             return
         self.points = Points(self.catalog)
@@ -69,9 +70,9 @@ class Explorer:
         if self.catalog is None:
             return {"state": "error", "error": self.problem}
         c = self.catalog
-        movie_spaces = [s.name for s in c.config.spaces if s.kind == "movie"]
+        movie_spaces = [s.name for s in c.space_list if s.kind == "movie"]
         return {**self.engine.status(), "train": self.train, "store": str(self.store.root),
-                "spaces": {"movie": movie_spaces, "user": [s.name for s in c.config.spaces if s.kind == "user"]},
+                "spaces": {"movie": movie_spaces, "user": [s.name for s in c.space_list if s.kind == "user"]},
                 "tasks": {"movie": [t for t in MOVIE_TASKS if len(TASKS[t].slots) == 1], "user": USER_TASKS,
                           "user_movie": [LIKE_TASK]},
                 "attributes": {s: c.attributes(s) for s in movie_spaces},

@@ -1,7 +1,8 @@
 """What the explore page shows without the model: each movie space's map, titles, genres, held-out flags, the
 teacher's and the baseline's texts, users and their top-rated movies, the concepts (CAV attributes) evaluated.
 
-Everything comes from the store through the ELM's lineage: its spaces name their vector artifacts, those name
+Nothing here imports torch (the map is served while the model and torch still load in the background), so the
+ELM's spaces are read from its saved config as plain records. Everything comes from the store through the ELM's lineage: its spaces name their vector artifacts, those name
 their ingest artifact; the splits come from the train artifact's lineage (or the latest splits of that ingest),
 the texts from the newest evaluation of that train version and from the synthesized task data.
 """
@@ -9,6 +10,7 @@ the texts from the newest evaluation of that train version and from the synthesi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +21,11 @@ from elm.artifacts import Artifact, ArtifactError, ArtifactStore
 from elm.embed.splits import HELDOUT
 from elm.explore.projection import Projection, projection_of
 from elm.lineage import read_tables, resolve_lineage
-from elm.model.config import ELMConfig, SpaceSpec
-from elm.model.elm import CONFIG_FILE
+
+CONFIG_FILE = "elm_config.json"
+"""elm.model.elm.CONFIG_FILE (not imported from there: that module imports torch; a test checks they agree)."""
+MODEL_DIR = "elm"
+"""Where a train artifact keeps its final ELM (elm.serve.loading.TRAIN_ELM_DIR; a test checks they agree)."""
 
 PALETTE_GENRES = 12
 """Movies are coloured by one of the catalog's 12 most frequent genres: the rarest of their own among those
@@ -44,12 +49,51 @@ class Lineage:
     synthesize: Artifact | None
 
 
-def read_config(folder: Path) -> ELMConfig:
-    """The ELM's config from its saved folder, without loading any weights (the map must not wait for them)."""
-    return ELMConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["config"])
+@dataclass(frozen=True)
+class Space:
+    """An embedding space the ELM reads (the fields of elm.model.config.SpaceSpec the page needs)."""
+
+    name: str
+    kind: str
+    dim: int
+    source: str
 
 
-def find_lineage(store: ArtifactStore, spaces: tuple[SpaceSpec, ...], train: Artifact | None) -> Lineage:
+def find_model(store: ArtifactStore, model: str | os.PathLike | None) -> tuple[Path, Artifact | None]:
+    """The saved ELM folder meant by ``model`` and its train artifact: None = the latest train artifact, a train
+    version (a prefix is enough), or a folder (a saved ELM or a train artifact). elm.serve.loading resolves the
+    same names for the CLI; this one reads no weights."""
+    if model is None or (isinstance(model, str) and not Path(model).exists() and os.sep not in model):
+        name = None if model is None else str(model).removeprefix("train=")
+        if name is None:
+            train = store.latest("train")
+            if train is None:
+                raise ExploreError(f"no train artifact in {store.root}: run `make run` first (or pass --train)", 503)
+        else:
+            train = store.get("train", name) or next(
+                (a for a in store.versions("train") if a.version.startswith(name)), None)
+            if train is None:
+                raise ExploreError(f"no train artifact version matching {name!r} in {store.root}; list them with "
+                                   "`elm artifacts train`", 404)
+        return train.path / MODEL_DIR, train
+    path = Path(model)
+    if not path.is_dir():
+        raise ExploreError(f"no saved ELM at {path} (no such folder)", 404)
+    if not (path / CONFIG_FILE).exists() and (path / MODEL_DIR / CONFIG_FILE).exists():
+        path = path / MODEL_DIR
+    if not (path / CONFIG_FILE).exists():
+        raise ExploreError(f"{path} is not a saved ELM: it has no {CONFIG_FILE}", 404)
+    train = next((a for a in store.versions("train") if path.resolve().parent == a.path.resolve()), None)
+    return path, train
+
+
+def read_spaces(folder: Path) -> tuple[Space, ...]:
+    """The ELM's spaces from its saved config, without loading any weights (the map must not wait for them)."""
+    spaces = json.loads((folder / CONFIG_FILE).read_text())["config"]["spaces"]
+    return tuple(Space(s["name"], s["kind"], int(s["dim"]), s.get("source") or "") for s in spaces)
+
+
+def find_lineage(store: ArtifactStore, spaces: tuple[Space, ...], train: Artifact | None) -> Lineage:
     source = store.resolve(*spaces[0].source.split("/", 1))
     ingest = store.resolve("ingest", source.manifest["inputs"]["ingest"])
     splits = synthesize = evaluate = None
@@ -70,10 +114,10 @@ def find_lineage(store: ArtifactStore, spaces: tuple[SpaceSpec, ...], train: Art
 class Catalog:
     """The page's data for one ELM: maps per movie space, movie and user details, texts, concepts."""
 
-    def __init__(self, store: ArtifactStore, config: ELMConfig, train: Artifact | None = None):
-        self.store, self.config = store, config
-        self.spaces = {s.name: s for s in config.spaces}
-        self.lineage = find_lineage(store, config.spaces, train)
+    def __init__(self, store: ArtifactStore, spaces: tuple[Space, ...], train: Artifact | None = None):
+        self.store, self.space_list = store, spaces
+        self.spaces = {s.name: s for s in spaces}
+        self.lineage = find_lineage(store, spaces, train)
         t = read_tables(self.lineage.ingest, ("movies", "ratings"))
         movies = t["movies"]
         self.ratings = t["ratings"]
@@ -96,13 +140,13 @@ class Catalog:
 
     # -- spaces and maps ---------------------------------------------------------------------------
 
-    def space(self, name: str | None, kind: str) -> SpaceSpec:
+    def space(self, name: str | None, kind: str) -> Space:
         if name is None:
-            name = next((s.name for s in self.config.spaces if s.kind == kind), None)
+            name = next((s.name for s in self.space_list if s.kind == kind), None)
             if name is None:
                 raise ExploreError(f"this ELM reads no {kind} space (its spaces: {', '.join(self.spaces)})")
         if name not in self.spaces or self.spaces[name].kind != kind:
-            known = [s.name for s in self.config.spaces if s.kind == kind]
+            known = [s.name for s in self.space_list if s.kind == kind]
             raise ExploreError(f"unknown {kind} space {name!r}; this ELM reads {', '.join(known) or 'none'}", 404)
         return self.spaces[name]
 
@@ -186,4 +230,4 @@ class Catalog:
         return found + [f"genre:{g}" for g in self.genre_names[:-1] if f"genre:{g}" not in found]
 
 
-__all__ = ["Catalog", "ExploreError", "find_lineage", "read_config"]
+__all__ = ["Catalog", "ExploreError", "Space", "find_lineage", "find_model", "read_spaces"]

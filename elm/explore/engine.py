@@ -22,7 +22,6 @@ import numpy as np
 
 from elm.explore.catalog import Catalog, ExploreError
 from elm.explore.points import Point, Points
-from elm.explore.streaming import BatchStreamer
 from elm.synth.catalog import get_task, render_elm_prompt
 
 log = logging.getLogger(__name__)
@@ -120,6 +119,8 @@ class Engine:
                     job.emit("error", {"message": f"generation failed: {type(e).__name__}: {e}"})
 
     def _generate(self, jobs: list[Job], free: bool, spaces: list[str]) -> None:
+        from elm.explore.streaming import BatchStreamer  # transformers: imported by the worker, not the map
+
         d = self.describer
         # ELM.generate orders a batch by prompt length (a stable sort); sorted so here, its rows are ours.
         if not free:
@@ -167,10 +168,12 @@ class Engine:
 def load_describer(model: str | os.PathLike | None, store, dtype: str = "auto"):
     """The Describer of a saved ELM (a folder, "train=VERSION", a version, None = latest), in the inference dtype."""
     import torch
+    from transformers.utils.logging import disable_progress_bar
 
     from elm.model.base_lm import inference_dtype
     from elm.serve.describe import Describer
 
+    disable_progress_bar()  # a "Loading weights" bar in the server's log says nothing the page does not
     d = Describer(model, store)
     d.elm.to(getattr(torch, inference_dtype(dtype)))
     return d

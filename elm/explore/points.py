@@ -11,16 +11,18 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from elm import vectors as vec
-from elm.evaluate.cav import CAV, CAVError, fit_cav, movie_labels
 from elm.evaluate.interpolation import lerp
 from elm.explore.catalog import Catalog, ExploreError
 from elm.lineage import read_tables
-from elm.serve.describe import TABLE_FILES
-from elm.serve.spaces import SpaceTable
+
+if TYPE_CHECKING:  # both import torch or sklearn: loaded on first use, not while the map is being served
+    from elm.evaluate.cav import CAV
+    from elm.serve.spaces import SpaceTable
 
 CONCEPT_RANGE = (-3.0, 3.0)
 """a along a concept, in standard deviations of the attribute (the evaluation moves 0, 1.5 and 3)."""
@@ -50,6 +52,9 @@ class Points:
         self._lock = threading.Lock()
 
     def table(self, space: str) -> SpaceTable:
+        from elm.serve.describe import TABLE_FILES
+        from elm.serve.spaces import SpaceTable
+
         with self._lock:
             if space not in self._tables:
                 spec = self.catalog.spaces[space]
@@ -60,6 +65,8 @@ class Points:
             return self._tables[space]
 
     def cav(self, space: str, attribute: str) -> CAV:
+        from elm.evaluate.cav import CAVError, fit_cav, movie_labels
+
         if attribute not in self.catalog.attributes(space):
             raise ExploreError(f"attribute {attribute!r} has no concept direction in {space}; choose one of "
                                f"{', '.join(self.catalog.attributes(space)) or '(none: run elm evaluate)'}", 404)

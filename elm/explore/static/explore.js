@@ -54,6 +54,7 @@ async function loadMap(space) {
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const k = 0.92 * Math.min(c.clientWidth / (x1 - x0), c.clientHeight / (y1 - y0));
   S.view = { k, x: c.clientWidth / 2 - k * (x0 + x1) / 2, y: c.clientHeight / 2 + k * (y0 + y1) / 2 };
+  S.fitK = k;
   $("legend").innerHTML = S.map.genres.map((g, i) => `<span style="background:${COLORS[i % COLORS.length]}"></span>${g}`).join("");
   draw();
   c.dataset.points = S.map.id.length;
@@ -112,7 +113,7 @@ function pick(ev) {
 function centre(id) {
   const i = S.index.get(id), c = $("map");
   if (i === undefined) return;
-  S.view.k = Math.max(S.view.k, 4 * c.clientWidth / 10);
+  S.view.k = Math.max(S.view.k, 2.5 * S.fitK);  // close enough to see its neighbours
   S.view.x = c.clientWidth / 2 - S.view.k * S.map.x[i]; S.view.y = c.clientHeight / 2 + S.view.k * S.map.y[i];
   draw();
 }
