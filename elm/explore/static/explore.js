@@ -228,7 +228,7 @@ function handle(kind, d) {
   } else if (kind === "done") {
     $("answer").textContent = d.text || "(empty answer)"; $("answer").className = "";
     $("answer").dataset.done = (+($("answer").dataset.done || 0) + 1).toString();
-    $("score").textContent = (d.attribute_score !== null ? `concept score of the text ${d.attribute_score}; ` : "") + `${d.total_s} s`;
+    $("score").textContent = (d.attribute_score !== null ? `concept score of the text ${d.attribute_score}; ` : "") + `answered in ${d.total_s.toFixed(1)} s`;
   } else if (kind === "error") {
     message(d.message); $("answer").className = "";
   }
