@@ -21,12 +21,14 @@ from elm.sql import connect
 from tests.uvicorn_thread import serving
 
 SEM = "semantic_movies"
+http = httpx.Client(timeout=300)
+"""Generous: on a loaded 2-core machine the first map (the PCA build) and a first answer can take minutes."""
 
 
 def wait_ready(url: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = httpx.get(f"{url}/api/status").json()
+        st = http.get(f"{url}/api/status").json()
         if st["state"] != "loading":
             return st
         time.sleep(0.2)
@@ -42,7 +44,7 @@ def events(response: httpx.Response) -> list[tuple[str, dict]]:
 
 
 def ask(url: str, body: dict) -> list[tuple[str, dict]]:
-    r = httpx.post(f"{url}/api/ask", json=body, timeout=60)
+    r = http.post(f"{url}/api/ask", json=body)
     assert r.status_code == 200, r.text
     return events(r)
 
@@ -60,18 +62,18 @@ def url(explore_server):
 
 
 def test_status_lists_spaces_tasks_and_concepts(url):
-    st = httpx.get(f"{url}/api/status").json()
+    st = http.get(f"{url}/api/status").json()
     assert st["spaces"] == {"movie": ["semantic_movies", "behavioral_movies"], "user": ["behavioral_users"]}
     assert "summary" in st["tasks"]["movie"] and "interpolation" not in st["tasks"]["movie"]  # one-vector tasks
     assert st["tasks"]["user"] == ["user_profile"] and "genre:Comedy" in st["attributes"][SEM]
-    page = httpx.get(url)
+    page = http.get(url)
     assert page.status_code == 200 and "/static/explore.js" in page.text
-    assert httpx.get(f"{url}/static/explore.js").status_code == 200
+    assert http.get(f"{url}/static/explore.js").status_code == 200
 
 
 def test_the_map_is_a_projection_artifact_and_places_vectors_linearly(url, explore_server):
     _, explorer = explore_server
-    m = httpx.get(f"{url}/api/map", params={"space": SEM}).json()
+    m = http.get(f"{url}/api/map", params={"space": SEM}).json()
     table = explorer.points.table(SEM)
     assert m["id"] == table.vectors.ids.tolist() and len(m["x"]) == len(m["y"]) == len(m["id"])
     assert np.isfinite(m["x"]).all() and len(set(m["genre"])) > 5 and 0 < sum(m["heldout"]) < len(m["id"])
@@ -83,31 +85,31 @@ def test_the_map_is_a_projection_artifact_and_places_vectors_linearly(url, explo
     assert n == len(m["id"])
     # a movie's own vector lands on its point; the mix of two lands on the segment between them (PCA is linear)
     i, j = m["id"].index(1), m["id"].index(2571)
-    own = httpx.post(f"{url}/api/locate", json={"movie": 1}).json()
+    own = http.post(f"{url}/api/locate", json={"movie": 1}).json()
     assert (own["x"], own["y"]) == pytest.approx((m["x"][i], m["y"][i]), abs=1e-3)
     assert own["nearest_id"] == 1 and own["nearest_cosine"] == pytest.approx(1, abs=1e-3) and not own["outside"]
-    mid = httpx.post(f"{url}/api/locate", json={"movies": [1, 2571], "a": 0.25}).json()
+    mid = http.post(f"{url}/api/locate", json={"movies": [1, 2571], "a": 0.25}).json()
     assert (mid["x"], mid["y"]) == pytest.approx((0.75 * m["x"][i] + 0.25 * m["x"][j],
                                                   0.75 * m["y"][i] + 0.25 * m["y"][j]), abs=1e-3)
     assert mid["nearest_cosine"] < 1
-    other = httpx.get(f"{url}/api/map", params={"space": "behavioral_movies"}).json()
+    other = http.get(f"{url}/api/map", params={"space": "behavioral_movies"}).json()
     assert other["projection"] != m["projection"] and other["x"] != m["x"]
 
 
 def test_concepts_move_the_point_towards_the_attribute(url):
-    probs = [httpx.post(f"{url}/api/locate", json={"movie": 1, "attribute": "genre:Horror", "a": a}).json()
+    probs = [http.post(f"{url}/api/locate", json={"movie": 1, "attribute": "genre:Horror", "a": a}).json()
              ["attribute_probability"] for a in (-2, 0, 2)]
     assert probs[0] < probs[1] < probs[2]
 
 
 def test_search_movie_users(url):
-    hits = httpx.get(f"{url}/api/search", params={"q": "toy story"}).json()
+    hits = http.get(f"{url}/api/search", params={"q": "toy story"}).json()
     assert {"id": 1, "title": "Toy Story (1995)"} in hits and all("toy story" in h["title"].lower() for h in hits)
-    movie = httpx.get(f"{url}/api/movie/1").json()
+    movie = http.get(f"{url}/api/movie/1").json()
     assert movie["title"] == "Toy Story (1995)" and "Animation" in movie["genres"]
-    users = httpx.get(f"{url}/api/users").json()
+    users = http.get(f"{url}/api/users").json()
     assert len(users) > 500 and any(u["heldout"] for u in users) and not all(u["heldout"] for u in users)
-    user = httpx.get(f"{url}/api/user/{users[0]['id']}").json()
+    user = http.get(f"{url}/api/user/{users[0]['id']}").json()
     ratings = [t["rating"] for t in user["top"]]
     assert len(ratings) == 10 and ratings == sorted(ratings, reverse=True) and all(t["title"] for t in user["top"])
 
@@ -134,11 +136,11 @@ def test_search_movie_users(url):
 ])
 def test_bad_input_gets_a_clear_error(url, method, path, body, status, words):
     if body == "NAN":  # JSON with a literal NaN, as a careless client may send
-        r = httpx.post(f"{url}{path}", content="{\"vector\": [0, 0, 0, NaN" + ", 0" * 380 + "]}")
+        r = http.post(f"{url}{path}", content="{\"vector\": [0, 0, 0, NaN" + ", 0" * 380 + "]}")
     elif isinstance(body, str):
-        r = httpx.post(f"{url}{path}", content=body)
+        r = http.post(f"{url}{path}", content=body)
     else:
-        r = httpx.request(method, f"{url}{path}", json=body)
+        r = http.request(method, f"{url}{path}", json=body)
     assert r.status_code == status and words in r.json()["error"], r.text
 
 
@@ -160,7 +162,7 @@ def test_mixes_concepts_users_and_a_user_with_a_movie(url):
     assert done(mix)["slots"][0]["entity_id"] is None and mix[0][1]["points"][0]["x"] is not None
     concept = done(ask(url, {"task": "summary", "movie": 1, "attribute": "genre:Horror", "a": 3}))
     assert 0 <= concept["attribute_score"] <= 1
-    users = httpx.get(f"{url}/api/users").json()
+    users = http.get(f"{url}/api/users").json()
     profile = done(ask(url, {"task": "user_profile", "user": users[0]["id"]}))
     assert profile["slots"][0]["space"] == "behavioral_users" and profile["slots"][0]["nearest_id"] == users[0]["id"]
     like = done(ask(url, {"task": "user_would_like", "user": users[0]["id"], "movie": 1}))
@@ -199,8 +201,8 @@ def test_requests_wait_while_the_model_loads(explore_server, tiny_elm):
     explorer = Explorer(store, folder, generation=ready.engine.generation, load=slow_load)
     try:
         with serving(create_app(explorer)) as base:
-            assert httpx.get(f"{base}/api/status").json()["state"] == "loading"
-            assert len(httpx.get(f"{base}/api/map").json()["id"]) > 9000  # the map does not wait for the model
+            assert http.get(f"{base}/api/status").json()["state"] == "loading"
+            assert len(http.get(f"{base}/api/map").json()["id"]) > 9000  # the map does not wait for the model
             out = {}
             t = threading.Thread(target=lambda: out.setdefault("evs", ask(base, {"task": "summary", "movie": 1})))
             t.start()
@@ -223,8 +225,8 @@ def test_no_trained_model_says_run_make_run_first(tmp_path):
     st = explorer.status()
     assert st["state"] == "error" and "run `make run` first" in st["error"]
     with serving(create_app(explorer)) as base:
-        r = httpx.get(f"{base}/api/map")
-        page = httpx.get(base)
+        r = http.get(f"{base}/api/map")
+        page = http.get(base)
     assert r.status_code == 503 and "run `make run` first" in r.json()["error"]
     assert page.status_code == 200  # the page itself loads and shows the message from /api/status
 

@@ -32,7 +32,7 @@ def browser():
     driver.quit()
 
 
-def wait(predicate, timeout: float = 60, what: str = "condition"):
+def wait(predicate, timeout: float = 300, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (value := predicate()):
@@ -74,9 +74,17 @@ def test_the_page_maps_searches_streams_and_interpolates(browser, explore_server
     assert at_half and len(b.find_elements(By.CSS_SELECTOR, "#mix-path li")) == 5
 
     slider = find("#mix-slider")
-    ActionChains(b).click_and_hold(slider).move_by_offset(-slider.size["width"] // 2 + 3, 0).release().perform()
-    wait(lambda: done() == 3, what="the answer after dragging the slider")
+
+    def drag(to_right: bool, answers: int) -> str:
+        half = slider.size["width"] // 2 - 3
+        ActionChains(b).click_and_hold(slider).move_by_offset(half if to_right else -half, 0).release().perform()
+        wait(lambda: done() == answers, what="the answer after dragging the slider")
+        return find("#answer").text
+
+    at_b = drag(True, 3)  # a = 1: the second movie's own vector
+    assert float(find("#mix-value").text) > 0.8
+    at_a = drag(False, 4)  # a = 0: the first movie's own vector
     assert float(find("#mix-value").text) < 0.2
-    assert find("#answer").text and find("#answer").text != at_half
+    assert at_a and at_b and at_a != at_b, "dragging the slider from one movie to the other must change the text"
     assert b.save_screenshot(str(tmp_path / "explore.png")) and (tmp_path / "explore.png").stat().st_size > 10_000
     assert not find("#message").text, find("#message").text

@@ -46,7 +46,7 @@ class Engine:
     """A Describer loaded in the background and a worker that serves Jobs in batches."""
 
     def __init__(self, load: Callable[[], object], catalog: Catalog, points: Points, *, max_batch: int = 8,
-                 window_s: float = 0.05, generation: dict | None = None):
+                 window_s: float = 0.1, generation: dict | None = None):
         self.catalog, self.points = catalog, points
         self.max_batch, self.window_s = max_batch, window_s
         self.generation = dict(generation or {})
