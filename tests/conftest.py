@@ -96,7 +96,7 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def tiny_elm(small_embeddings, tiny_lm_dir, tmp_path_factory):
-    """(store, folder): a random tiny ELM reading the session's semantic and behavioral movie spaces and the
+    """(store, folder): a random tiny ELM reading the shared fixtures' semantic and behavioral movie spaces and the
     behavioral user space, saved with its base (about 1 MB)."""
     import torch
 
