@@ -11,6 +11,8 @@ TEACHER ?= template
 # The local Prefect server of `make server` / `make deploy` (its SQLite database lives in ./.prefect).
 # Another port: `make server PREFECT_PORT=4300`, and the same PREFECT_PORT for deploy/full/reevaluate/worker.
 PREFECT_PORT ?= 4200
+# The page of `make explore`, on 127.0.0.1 only.
+EXPLORE_PORT ?= 8000
 PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 # The Prefect profile `make profile` (and `make server`) creates and activates: the API URL, analytics off.
 PREFECT_PROFILE_NAME ?= elm
@@ -27,7 +29,7 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup run ingest embeddings synthesize train evaluate report profile server deploy full reevaluate \
 	worker test bench-ingest bench-wals bench-teacher bench-train bench clean \
-	docker-engine docker-base docker-wheels docker-wheels-gpu docker-build docker-build-gpu docker-images docker-test docker-up docker-down
+	docker-engine docker-base docker-wheels docker-wheels-gpu docker-build docker-build-gpu docker-images docker-test docker-up docker-down explore
 
 help:
 	@echo "make run      set up .venv and run the pipeline on the embedded default (ml-latest-small)"
@@ -39,6 +41,7 @@ help:
 	@echo "make evaluate SC/BC with references, text-only baseline, interpolation, CAV (elm evaluate)"
 	@echo "make report   tables, plots and the report page of the latest evaluation (elm report)"
 	@echo "make server   a local Prefect server on 127.0.0.1:$(PREFECT_PORT) (UI at http://127.0.0.1:$(PREFECT_PORT)); makes the elm profile"
+	@echo "make explore  a local page to walk the embedding space and ask the ELM (http://127.0.0.1:$(EXPLORE_PORT))"
 	@echo "make profile  only the Prefect profile '$(PREFECT_PROFILE_NAME)': PREFECT_API_URL of that server, analytics off"
 	@echo "make deploy   register elm/full and elm/reevaluate (CRON=..., TIMEZONE=...) and serve them (needs make server)"
 	@echo "make full     run elm/full and watch it (checks first that the server answers and make deploy serves it)"
@@ -97,6 +100,9 @@ server: profile
 		sys.exit(s.connect_ex(('127.0.0.1', $(PREFECT_PORT))) == 0)" || { echo "$(PORT_IN_USE)" >&2; exit 1; }
 	PREFECT_HOME=$${PREFECT_HOME:-$(CURDIR)/.prefect} $(VENV)/bin/prefect server start --host 127.0.0.1 \
 		--port $(PREFECT_PORT) --analytics-off
+
+explore: setup
+	$(VENV)/bin/elm explore --port $(EXPLORE_PORT)
 
 deploy: setup
 	@PREFECT_API_URL=$(PREFECT_API_URL) $(PY) -m flows.deploy $(if $(CRON),--cron "$(CRON)") \

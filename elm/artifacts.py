@@ -56,7 +56,8 @@ def compute_version(stage: str, inputs: Mapping[str, str], config: Mapping[str, 
 
 REBUILD_COMMANDS = {"ingest": "elm ingest", "splits": "elm embeddings", "behavioral": "elm embeddings",
                     "semantic": "elm embeddings", "synthesize": "elm synthesize", "train": "elm train",
-                    "evaluate": "elm evaluate", "report": "elm report"}
+                    "evaluate": "elm evaluate", "report": "elm report",
+                    "projection": "elm explore"}
 """The command that (re)builds each stage's versions; stages not listed are built on demand by their users."""
 
 

@@ -407,6 +407,35 @@ def report_cmd(
 
 
 @app.command()
+def explore(
+    train: Optional[str] = typer.Option(None, "--train", metavar="VERSION", help="The train version (a prefix is "
+                                        "enough) or a saved ELM folder; default: the latest train artifact."),
+    port: int = typer.Option(8000, help="Port on 127.0.0.1 (the page is served on this machine only)."),
+    dtype: str = typer.Option("auto", help="Generation dtype: auto (bfloat16 where fast), float32, bfloat16."),
+    artifacts: Optional[Path] = ArtifactsOpt,
+) -> None:
+    """A local web page to walk the ELM's embedding spaces and ask it about any point (http://127.0.0.1:PORT/).
+
+    The map of each movie space (a PCA projection, kept as a `projection` artifact) loads at once; the model
+    loads in the background and answers stream token by token. Stop with Ctrl-C.
+    """
+    import socket
+
+    from elm.explore.app import Explorer, serve
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            _fail(OSError(f"port {port} on 127.0.0.1 is not free ({e.strerror}): pass --port with another one"))
+    explorer = Explorer(_store(artifacts), train, dtype=dtype)
+    if explorer.problem:
+        typer.echo(f"note: {explorer.problem}", err=True)
+    typer.echo(f"elm explore: open http://127.0.0.1:{port}/  (Ctrl-C to stop)")
+    serve(explorer, port)
+
+
+@app.command()
 def sql(
     query: str = typer.Argument(..., help='SQL over the artifact views, e.g. "select * from manifests".'),
     artifacts: Optional[Path] = ArtifactsOpt,

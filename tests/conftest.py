@@ -92,3 +92,39 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_elm(small_embeddings, tiny_lm_dir, tmp_path_factory):
+    """(store, folder): a random tiny ELM reading the shared fixtures' semantic and behavioral movie spaces and the
+    behavioral user space, saved with its base (about 1 MB)."""
+    import torch
+
+    from elm.model.config import ELMConfig, SpaceSpec
+    from elm.model.elm import ELM
+
+    store, _, arts = small_embeddings
+    sem, beh = arts["semantic"], arts["behavioral"]
+    spaces = (SpaceSpec("semantic_movies", "movie", sem.summary["dim"], f"semantic/{sem.version}"),
+              SpaceSpec("behavioral_movies", "movie", beh.summary["dim"], f"behavioral/{beh.version}"),
+              SpaceSpec("behavioral_users", "user", beh.summary["dim"], f"behavioral/{beh.version}"))
+    torch.manual_seed(0)
+    elm = ELM.from_base(ELMConfig(spaces=spaces, base_model=str(tiny_lm_dir)))
+    return store, elm.save(tmp_path_factory.mktemp("tiny-elm") / "elm", include_base=True)
+
+
+EXPLORE_GENERATION = dict(max_new_tokens=8, no_repeat_ngram_size=1, repetition_penalty=1.3, dtype="float32")
+"""A random LM repeats itself; banning every repeat makes its greedy text depend on the vector fed in."""
+
+
+@pytest.fixture(scope="session")
+def explore_server(tiny_elm):
+    """(base URL, Explorer): `elm explore`'s app over the tiny ELM, served by uvicorn on a free 127.0.0.1 port."""
+    from elm.explore.app import Explorer, create_app
+    from tests.uvicorn_thread import serving
+
+    store, folder = tiny_elm
+    gen = dict(EXPLORE_GENERATION)
+    explorer = Explorer(store, folder, dtype=gen.pop("dtype"), generation=gen)
+    with serving(create_app(explorer)) as url:
+        yield url, explorer

@@ -22,6 +22,7 @@ LAYERS = [
     ("elm.serve",),
     ("elm.evaluate",),
     ("elm.report",),
+    ("elm.explore",),
     ("elm.cli",),
     ("tasks",),
     ("flows",),
