@@ -32,42 +32,13 @@ FULL, REEVALUATE = "full", "reevaluate"
 
 def load_parameters(path: str | None) -> dict:
     """Flow parameters from a JSON file ({} without one); checked against the flow's signature now, so a
-    typo fails here rather than at 03:00 (prefect's ParameterTypeError names the field and the problem)."""
-    if not path:
-        return {}
-    try:
-        params = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"--config {path}: {e}") from None
-    if not isinstance(params, dict):
-        raise SystemExit(f"--config {path}: expected a JSON object of flow parameters, got {type(params).__name__}")
-    from flows.pipeline import elm_flow
+    typo fails here rather than at 03:00. ``mode`` belongs to the deployment, not the file."""
+    from flows.pipeline import read_config
 
+    params = read_config(path)
     if "mode" in params:
         raise SystemExit(f"--config {path}: 'mode' is set by the deployment (full or reevaluate), not the config")
-    import logging
-
-    quiet = logging.getLogger("prefect.flows")
-    level, quiet.level = quiet.level, logging.CRITICAL  # prefect logs the error as a dict; main() says it in one line
-    try:
-        elm_flow.validate_parameters(params)
-    finally:
-        quiet.setLevel(level)
     return params
-
-
-def config_error_line(path: str, err: Exception, params: dict | None = None) -> str:
-    """A ParameterTypeError as one line: the file, then each field with the value given and the problem (the
-    configs' own messages name what is allowed)."""
-    parts = []
-    for ln in str(err).splitlines()[1:]:  # " - field.sub: message", one per invalid field
-        field, _, msg = ln.strip(" -").partition(": ")
-        value: object = params
-        for key in field.split("."):
-            value = value.get(key, "?") if isinstance(value, dict) else "?"
-        shown = "" if isinstance(value, dict) else f" = {json.dumps(value, default=str)}"
-        parts.append(f"{field}{shown}: {msg.removeprefix('Value error, ')}")
-    return f"CONFIG {path}: " + ("; ".join(parts) or str(err))
 
 
 def check_timezone(tz: str) -> str:
@@ -144,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(problem)
     tz = check_timezone(a.timezone)
     from prefect.exceptions import ParameterTypeError
+
+    from flows.pipeline import config_error_line
 
     try:
         params = load_parameters(a.config)

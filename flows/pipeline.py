@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -128,8 +129,9 @@ def server_or_temporary():
 
 
 def read_config(path: str | None) -> dict:
-    """Flow parameters from a JSON file ({} without one), validated before any stage runs: a typo fails at
-    once, naming the field (the same checks as flows/deploy.py's --config)."""
+    """Flow parameters from a JSON file ({} without one), checked against the flow's signature before any
+    stage runs or any deployment is registered (prefect's ParameterTypeError names the field and the problem;
+    ``config_error_line`` says it in one line). Also the reader of flows/deploy.py's --config."""
     if not path:
         return {}
     try:
@@ -138,8 +140,27 @@ def read_config(path: str | None) -> dict:
         raise SystemExit(f"--config {path}: {e}") from None
     if not isinstance(params, dict):
         raise SystemExit(f"--config {path}: expected a JSON object of flow parameters, got {type(params).__name__}")
-    elm_flow.validate_parameters(params)
+    quiet = logging.getLogger("prefect.flows")
+    level, quiet.level = quiet.level, logging.CRITICAL  # prefect logs the error as a dict; callers say it in one line
+    try:
+        elm_flow.validate_parameters(params)
+    finally:
+        quiet.setLevel(level)
     return params
+
+
+def config_error_line(path: str, err: Exception, params: dict | None = None) -> str:
+    """A ParameterTypeError as one line: the file, then each field with the value given and the problem (the
+    configs' own messages name what is allowed)."""
+    parts = []
+    for ln in str(err).splitlines()[1:]:  # " - field.sub: message", one per invalid field
+        field, _, msg = ln.strip(" -").partition(": ")
+        value: object = params
+        for key in field.split("."):
+            value = value.get(key, "?") if isinstance(value, dict) else "?"
+        shown = "" if isinstance(value, dict) else f" = {json.dumps(value, default=str)}"
+        parts.append(f"{field}{shown}: {msg.removeprefix('Value error, ')}")
+    return f"CONFIG {path}: " + ("; ".join(parts) or str(err))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,7 +181,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="JSON file of flow parameters, as for `make deploy CONFIG=...` (e.g. configs/flows/small.json); "
                         "the parameters it sets win over the options above")
     a = p.parse_args(argv)
-    params = read_config(a.config)  # a bad file fails before any server starts
+    from prefect.exceptions import ParameterTypeError
+
+    try:
+        params = read_config(a.config)  # a bad file fails before any server starts
+    except ParameterTypeError as e:
+        raise SystemExit(config_error_line(a.config, e, json.loads(Path(a.config).read_text()))) from None
     with server_or_temporary():
         versions = elm_flow(**{**dict(dataset=a.dataset, source=a.source, artifacts_dir=a.artifacts, data_dir=a.data,
                                       synthesis=SynthesisConfig(teacher=a.teacher), task_runner=a.task_runner,

@@ -260,7 +260,8 @@ def test_deploy_refuses_to_start_without_a_server_url(monkeypatch):
 def test_a_bad_config_is_one_line_with_the_field_the_value_and_what_is_allowed(tmp_path):
     from prefect.exceptions import ParameterTypeError
 
-    from flows.deploy import config_error_line, load_parameters
+    from flows.deploy import load_parameters
+    from flows.pipeline import config_error_line
 
     bad = tmp_path / "bad.json"
     for params, want in [({"synthesis": {"teacher": "nope"}}, "must be one of ['local', 'openai', 'template'], got 'nope'"),
