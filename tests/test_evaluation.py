@@ -24,8 +24,8 @@ from elm.model.elm import ELM
 from elm.model.config import ELMConfig, SpaceSpec
 from elm.evaluate.config import EvalConfig, EvaluationError
 from elm.evaluate.context import load_context, resolve_inputs
-from elm.evaluate.controls import controls
-from elm.evaluate.experiments import generalisation_rows, score_by_task
+from elm.evaluate.controls import controls, verdict
+from elm.evaluate.experiments import generalisation_rows, popular_control, score_by_task
 from elm.evaluate.scoring import GEN_COLUMNS, movie_targets, score_texts
 from elm.evaluate.stage import PARTS, evaluate
 from elm.evaluate.tables import aggregate_scores
@@ -145,6 +145,29 @@ def test_a_constant_text_has_no_specificity_and_one_distinct_text(world):
     n_summary = int((rows["task"] == "summary").sum())
     assert c["distinct_summary", "elm"].value == pytest.approx(1 / n_summary)
     assert c["specificity_ratio", "elm"].value == pytest.approx(0.0, abs=1e-5)
+
+
+def test_profile_controls_pair_bc_with_a_shuffled_user_and_a_popular_titles_text(world):
+    store, arts = world
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, ("user_profile",))
+    assert len(rows) >= 2
+    base = {"split": HELDOUT, "prompt": "", "space": ""}
+    popular = popular_control(ctx, rows)
+    gens = pd.concat([score_by_task(ctx, rows, rows["target"].tolist(), base | {"system": "elm"}),
+                      score_by_task(ctx, rows, rows["target"].tolist(), base | {"system": "truth"}), popular])
+    c = {(r.measure, r.system): r for r in controls(gens, ctx.movies, seed=0).itertuples()}
+    assert c["bc_normalised", "elm"].value == pytest.approx(1.0)  # an ELM echoing the teacher
+    assert c["bc_specificity", "elm"].value == pytest.approx(c["bc_specificity", "truth"].value)
+    assert np.isfinite(c["bc_normalised", "popular"].value)
+    assert (popular["experiment"] == "control").all() and popular["output"].nunique() == 1
+    text = popular["output"].iloc[0]
+    liked = ctx.ratings[(ctx.ratings["rating"] >= 4)
+                        & ctx.ratings["userId"].isin(ctx.user_split.index[ctx.user_split == "train"])]
+    assert ctx.titles[liked["movieId"].value_counts().index[0]] in text  # the film most users liked
+    lines = verdict(controls(gens, ctx.movies, seed=0))
+    assert any(line.startswith("Held-out user profiles:") and "most users like" in line
+               for line in lines)
 
 
 def test_a_text_naming_its_movie_is_cleaned_before_it_is_scored(world):

@@ -7,7 +7,7 @@ import string
 import pandas as pd
 import pytest
 
-from elm.synth.facts import movie_facts, user_facts
+from elm.synth.facts import _titles, movie_facts, user_facts
 from elm.synth.catalog import (EMB_TOKEN, MOVIE_TASKS, TASKS, USER_TASKS, Task, get_task, render_elm_prompt,
                               render_teacher_prompt, select_tasks, slot_fields)
 from elm.synth.teachers.template import TOKENS_PER_WORD, TemplateTeacher
@@ -123,6 +123,18 @@ def test_user_facts(tables, ufacts):
     assert (ufacts["disliked"].map(len) <= 5).all() and (ufacts["liked"].map(len) >= 1).all()
     shuffled = tables["ratings"].sample(frac=1, random_state=1)
     pd.testing.assert_frame_equal(ufacts, user_facts(shuffled, tables["movies"]))
+
+
+def test_a_users_favourites_among_equal_ratings_are_the_best_known(tables, ufacts):
+    """User 1 gave 5 stars to 124 films: the favourites are the five of them most rated in the dataset."""
+    r = tables["ratings"]
+    counts = r["movieId"].value_counts()
+    fives = r[(r["userId"] == 1) & (r["rating"] == 5.0)]
+    assert len(fives) > 5
+    best_known = fives.assign(n=fives["movieId"].map(counts)).sort_values(["n", "timestamp"], ascending=False)
+    titles = _titles(tables["movies"])
+    expected = [titles[m] for m in best_known["movieId"].head(5)]
+    assert _row(ufacts, "userId", 1)["liked"] == expected
 
 
 def test_facts_reject_bad_inputs(tables):

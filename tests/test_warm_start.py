@@ -8,7 +8,7 @@ import torch
 
 from elm.model.config import ELMConfig, SpaceSpec
 from elm.model.elm import ELM
-from elm.train.warm_start import caption_token_ids, movie_caption, warm_start_movie_adapter
+from elm.train.warm_start import caption_token_ids, movie_caption, user_caption, user_captions, warm_start_movie_adapter
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Children"]
 
@@ -55,7 +55,7 @@ def test_held_out_vectors_read_as_their_captions(tiny_lm_dir):
     info = warm_start_movie_adapter(elm, space.name, vectors[fit], movies.iloc[fit])
     after = slot_accuracy()
     assert before < 0.05 and after > 0.9, (before, after)  # movies it never saw: their facts, as tokens
-    assert info["movies"] == 600 and info["soft_tokens"] == 8 and info["r2"] > 0.5
+    assert info["entities"] == 600 and info["soft_tokens"] == 8 and info["r2"] > 0.5
 
 
 def test_a_warm_started_adapter_trains_at_the_lms_rate_a_random_one_at_adapter_lr(tiny_lm_dir):
@@ -72,3 +72,18 @@ def test_a_warm_started_adapter_trains_at_the_lms_rate_a_random_one_at_adapter_l
     assert {lr_of[id(p)] for p in elm.adapters[movie.name].parameters()} == {1e-4}
     assert {lr_of[id(p)] for p in elm.adapters[user.name].parameters()} == {1e-3}
     assert {lr_of[id(p)] for p in elm.lm.parameters()} == {1e-4}
+
+
+def test_a_user_caption_is_the_first_words_of_the_favourites():
+    liked = ["The Shawshank Redemption (1994)", "Pulp Fiction (1994)", "A Fish Called Wanda (1988)", "Heat (1995)"]
+    assert user_caption(liked[:3]) == " Shawshank Redemption Pulp Fiction Fish Called"
+    assert user_caption(liked[3:]) == " Heat"
+    assert user_caption([]) == ""
+
+
+def test_a_user_caption_names_the_films_the_cf_model_scores_highest_for_the_user():
+    items = np.array([10, 20, 30, 40])
+    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]])
+    titles = {10: "The Matrix (1999)", 20: "Amelie (2001)", 30: "Heat (1995)", 40: "Fargo (1996)"}
+    users = np.array([[1.0, 0.1], [-1.0, 0.5]])
+    assert user_captions(users, items, factors, titles, n=2) == [" Matrix Heat", " Fargo Amelie"]

@@ -19,7 +19,14 @@ rows of the generalisation experiment, for every system (elm, baseline, truth = 
                          facts read back from summaries (elm/metrics/facts.py); ``control`` holds the same
                          measure against every other summarised movie's facts (the mean over shufflings)
 
-Intervals resample movies (bootstrap over entities, elm/metrics/bootstrap.py).
+On the held-out users' profiles, the same questions for BC (systems elm, truth and popular, a text naming
+the films most users like, experiments.py: popular_control):
+
+    bc, bc_shuffled      mean BC against the user's own CF ranking, and against another user's
+    bc_specificity       bc - bc_shuffled: 0 for a profile that ignores its user (the popular text's is ~0)
+    bc_normalised        (bc - random ranking) / (teacher's bc - random ranking), paired on users
+
+Intervals resample movies (users for the profile rows; bootstrap over entities, elm/metrics/bootstrap.py).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from elm.embed.splits import HELDOUT
-from elm.evaluate.config import SUMMARY_TASK
+from elm.evaluate.config import PROFILE_TASK, SUMMARY_TASK
 from elm.metrics.bootstrap import interval
 from elm.metrics.facts import fact_scores
 
@@ -36,7 +43,7 @@ COLUMNS = ["measure", "system", "n", "value", "low", "high", "control"]
 """controls.parquet: n counts what the value averages over (movies, tasks); control: the measure's own
 shuffled control where it has one (for facts: the text against another movie's facts)."""
 
-SYSTEMS = ("elm", "baseline", "truth")
+SYSTEMS = ("elm", "baseline", "truth", "popular")
 SECOND = {m: f"{m}2" for m in ("sc", "sc_shuffled", "specificity", "specificity_ratio", "normalised")}
 """The SC measures again under the second encoder (second_encoder.py), as <measure>2."""
 
@@ -141,10 +148,40 @@ def fact_controls(held: pd.DataFrame, movies: pd.DataFrame, seed: int) -> list[d
     return rows
 
 
+def profile_controls(gens: pd.DataFrame, seed: int) -> list[dict]:
+    """BC of held-out users' profiles against their own CF ranking and another user's, per system."""
+    held = gens[gens["experiment"].isin(["generalisation", "control"]) & (gens["split"] == HELDOUT)
+                & (gens["task"] == PROFILE_TASK)]
+    if held.empty or "bc_other" not in held:
+        return []
+    held = held.assign(spec=held["bc"] - held["bc_other"])
+    truth = held[held["system"] == "truth"]
+    t_ids, t_bc, t_n = by_entity(truth, "bc")
+    _, t_rand, _ = by_entity(truth, "bc_random")
+    rows = []
+    for system in SYSTEMS:
+        d = held[held["system"] == system]
+        if d.empty:
+            continue
+        for measure, column in (("bc", "bc"), ("bc_shuffled", "bc_other"), ("bc_specificity", "spec")):
+            _, sums, counts = by_entity(d, column)
+            rows.append(_row(measure, system, len(sums), _pooled(sums, counts, seed)))
+        ids, bc, n = by_entity(d, "bc")
+        common, a, b = np.intersect1d(ids, t_ids, return_indices=True)
+        if len(common) and system != "truth":
+            def norm(i, a=a, b=b, bc=bc, n=n):
+                rand, top = t_rand[b][i].sum() / t_n[b][i].sum(), t_bc[b][i].sum() / t_n[b][i].sum()
+                return (bc[a][i].sum() / n[a][i].sum() - rand) / (top - rand) if top - rand > 0.005 else np.nan
+            rows.append(_row("bc_normalised", system, len(common),
+                             (norm(np.arange(len(common))), *interval(norm, len(common), seed=seed))))
+    return rows
+
+
 def controls(gens: pd.DataFrame, movies: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """controls.parquet of an evaluation (see the module docstring)."""
     g = gens[heldout_movie_rows(gens)]
-    rows = sc_controls(g, seed) + distinct_controls(g) + fact_controls(g, movies, seed)
+    rows = (sc_controls(g, seed) + distinct_controls(g) + fact_controls(g, movies, seed)
+            + profile_controls(gens, seed))
     if "sc2" in g and g["sc2"].notna().any():  # the same SC controls under the second encoder
         g2 = g.assign(sc=g["sc2"], sc_random=g["sc2_random"], sc_raw=np.nan)
         rows += [r | {"measure": SECOND[r["measure"]]} for r in sc_controls(g2, seed) if r["measure"] in SECOND]
@@ -173,7 +210,10 @@ LABELS = [("sc", "SC against its own movie"), ("sc_shuffled", "SC against a shuf
           ("sc2", "second encoder: SC against its own movie"), ("sc_shuffled2", "second encoder: SC, shuffled"),
           ("specificity2", "second encoder: specificity"),
           ("specificity_ratio2", "second encoder: specificity / teacher's"),
-          ("normalised2", "second encoder: normalised SC")]
+          ("normalised2", "second encoder: normalised SC"),
+          ("bc", "profiles: BC against the user's own CF ranking"), ("bc_shuffled", "profiles: BC, shuffled user"),
+          ("bc_specificity", "profiles: BC specificity (own - shuffled)"),
+          ("bc_normalised", "profiles: normalised BC (0 random, 1 teacher)")]
 """The measures in reading order, with what a person calls them."""
 
 
@@ -191,7 +231,8 @@ def _cell(row) -> str:
 def controls_table(ctrl: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the controls as text cells: value [95% interval] (shuffled control)."""
     systems = [s for s in SYSTEMS if s in set(ctrl["system"])]
-    header = ["measure (held-out movies)"] + [{"truth": "teacher"}.get(s, s) for s in systems]
+    header = ["measure (held-out movies, users)"] + [{"truth": "teacher", "popular": "popular titles"}.get(s, s)
+                                                     for s in systems]
     rows = []
     for measure, label in LABELS:
         d = ctrl[ctrl["measure"] == measure]
@@ -246,7 +287,24 @@ def verdict(ctrl: pd.DataFrame) -> list[str]:
         d = by["distinct_summary", "elm"]
         out.append(f"{100 * d.value:.0f}% of the ELM's {d.n} held-out summaries are distinct texts.")
     out += _second_encoder_verdict(by, ci)
+    out += _profile_verdict(by, ci)
     return out
+
+
+def _profile_verdict(by: dict, ci) -> list[str]:
+    spec, norm = by.get(("bc_specificity", "elm")), by.get(("bc_normalised", "elm"))
+    if spec is None or norm is None or not np.isfinite(spec.value):
+        return []
+    line = (f"Held-out user profiles: the ELM's normalised BC is {ci(norm)}, its BC specificity (own user minus a "
+            f"shuffled one) {ci(spec)}")
+    teacher = by.get(("bc_specificity", "truth"))
+    if teacher is not None and np.isfinite(teacher.value):
+        line += f" against the teacher's {teacher.value:.3f}"
+    popular = by.get(("bc_normalised", "popular"))
+    if popular is not None and np.isfinite(popular.value):
+        line += (f"; one text naming the films most users like, given for every user, scores normalised BC "
+                 f"{popular.value:.3f}, so BC is read beside its specificity")
+    return [line + "."]
 
 
 def _second_encoder_verdict(by: dict, ci) -> list[str]:

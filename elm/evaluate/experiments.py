@@ -1,6 +1,7 @@
 """The experiments' parts: each generates texts for one slice of an evaluation and scores them (scoring.py).
 
-    generalisation_part       the ELM's text and the teacher's on held-out (or training) entities of every task
+    generalisation_part       the ELM's text and the teacher's on held-out (or training) entities of every task,
+                              plus the profile control a text naming popular films gives (popular_control)
     baseline_part             the text-only baseline on the same held-out movie rows
     interpolation_*_part      movie and user pairs mixed at weights a (interpolation.py)
     cav_part                  entities moved along an attribute's CAVs (cav.py), fitted by fit_attribute_cavs
@@ -114,12 +115,32 @@ def generalisation_part(ctx: Context, split: str, tasks: Sequence[str]) -> pd.Da
     answers = ctx.describer.describe_requests(requests, max_new_tokens=ctx.cfg.max_new_tokens,
                                               batch_size=ctx.cfg.batch_size)
     base = {"split": split}
+    profiles = rows[rows["task"] == PROFILE_TASK]
     return pd.concat([
         score_by_task(ctx, rows, [a.text for a in answers], base | {"system": "elm"},
                       prompt=[a.prompt for a in answers], space=[a.slots[0].space for a in answers],
                       nearest_cosine=[a.slots[0].nearest_cosine for a in answers]),
         score_by_task(ctx, rows, rows["target"].tolist(), base | {"system": "truth", "prompt": "", "space": ""}),
+        *([popular_control(ctx, profiles)] if split == HELDOUT and len(profiles) else []),
     ], ignore_index=True)
+
+
+def popular_profile(ctx: Context, n: int = 3) -> str:
+    """A profile that ignores its user: the n films training-split users most often rated 4 or more."""
+    r = ctx.ratings
+    train_users = ctx.user_split.index[ctx.user_split == TRAIN]
+    liked = r[(r["rating"] >= 4) & r["userId"].isin(train_users)]["movieId"].value_counts()
+    top = [ctx.titles[m] for m in liked.index if m in ctx.titles][:n]
+    return f"Favourites include {', '.join(top[:-1])} and {top[-1]}." if len(top) > 1 else \
+        f"Favourites include {''.join(top)}."
+
+
+def popular_control(ctx: Context, profiles: pd.DataFrame) -> pd.DataFrame:
+    """BC rewards naming films most users like: this control, one text for every held-out user, shows how
+    much of a profile's BC needs no vector at all (experiment "control", system "popular")."""
+    d = score_by_task(ctx, profiles, [popular_profile(ctx)] * len(profiles),
+                      {"split": HELDOUT, "system": "popular", "prompt": "", "space": ""})
+    return d.assign(experiment="control")
 
 
 def baseline_part(ctx: Context, tasks: Sequence[str]) -> pd.DataFrame:

@@ -143,7 +143,8 @@ def _top_genres(ratings: pd.DataFrame, movies: pd.DataFrame, k: int = 3, min_rat
 def user_facts(ratings: pd.DataFrame, movies: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     """One row per user, in userId order.
 
-    Columns: userId, liked (up to n "Name (year)" rated highest; ties: most recent, then movieId),
+    Columns: userId, liked (up to n "Name (year)" rated highest; ties: the movies most rated in ``ratings``
+    first, then most recent, then movieId),
     disliked (up to n rated lowest among ratings <= 2.5 and not already in liked; may be empty),
     n_ratings, mean_rating, top_genres (up to 3, most common among ratings >= 4), and facts (one line:
     the counts and top genres, i.e. what liked/disliked do not already say).
@@ -155,7 +156,12 @@ def user_facts(ratings: pd.DataFrame, movies: pd.DataFrame, n: int = 5) -> pd.Da
     titles = _titles(movies)
     r = ratings[["userId", "movieId", "rating", "timestamp"]]
 
-    best = r.sort_values(["userId", "rating", "timestamp", "movieId"], ascending=[True, False, False, True])
+    # Among equally rated films, the best known first: a reader recognises them, and the CF model, which
+    # learns from the same ratings, ranks them high for this user too (a profile naming the most recent of
+    # a user's 5-star films scored BC 0.215 on held-out users, naming the best known 0.319, random 0.038).
+    popularity = r["movieId"].map(r["movieId"].value_counts())
+    best = r.assign(_n=popularity).sort_values(["userId", "rating", "_n", "timestamp", "movieId"],
+                                               ascending=[True, False, False, False, True])
     best = best.groupby("userId", sort=False).head(n)
     worst = r[r["rating"] <= 2.5].sort_values(["userId", "rating", "timestamp", "movieId"],
                                               ascending=[True, True, False, True])

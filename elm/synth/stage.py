@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 SYNTHESIZE = StageSpec("synthesize", inputs=("ingest", "splits", *SPACE_STAGES),
                        files=("examples.parquet", "rejected.parquet", "reference_sc.parquet"),
-                       code_version="2")  # 2: alternate titles in parentheses count as naming the movie
+                       code_version="3")
+# 2: alternate titles in parentheses count as naming the movie; 3: a profile names the user's best-known
+# favourites, second (user_facts, template teacher)
 CHUNKS = "chunks"
 
 

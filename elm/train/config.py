@@ -126,11 +126,13 @@ class TrainConfig:
     where the LM can read it, and gradient steps on the frozen LM then mostly teach the targets' shared form
     (docs/METHOD.md, "Training")."""
     stage2: StageConfig = StageConfig(steps=50, lr=1e-4, adapter_lr=1e-3, batch_size=8, warmup_steps=3)
-    """Everything (or LoRA) with a new optimizer; the adapters at 10x the LM's rate, or they barely move.
-    Step budgets are sized for the embedded default on a 2-core CPU (about 4 minutes of training)."""
+    """Everything (or LoRA) with a new optimizer: warm-started adapters at the LM's rate, adapters that start
+    random (warm_start=false) at 10x it, or they barely move. Step budgets are sized for the embedded default
+    on a 2-core CPU (about 6 minutes of training)."""
     warm_start: bool = True
-    """Before stage 1, fit the movie adapter in closed form to captions of every training movie's facts
-    (elm/train/warm_start.py): the adapter then starts where the LM can read it."""
+    """Before stage 1, fit the movie adapter in closed form to captions of every training movie's facts, and
+    the user adapter to captions of the films the CF model scores highest for every training user
+    (elm/train/warm_start.py): the adapters then start where the LM can read them."""
     warm_start_ridge: float = 1.0
     """Ridge penalty of that fit."""
     eval_every: int = 15

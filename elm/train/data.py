@@ -35,9 +35,9 @@ class TrainData:
     samples: dict[str, np.ndarray]
     """A few vectors per space: the adapter's output scale is calibrated on them."""
     counts: dict
-    warm_start: dict | None = None
-    """For warm_start.py: the movie space's name, the vectors of its training-split movies and their facts
-    (year, genres). None when the config turns the warm start off or training reads no movie slot."""
+    warm_start: tuple[dict, ...] = ()
+    """For warm_start.py, one per space training reads: its name, the vectors of its training-split entities
+    and their captions. Empty when the config turns the warm start off."""
 
 
 def load_artifact(path: Path) -> Artifact:
@@ -149,22 +149,35 @@ def load_data(cfg: TrainConfig, arts: Mapping[str, Artifact]) -> TrainData:
     counts = {"train": len(train), "val": len(val), "heldout_available": int(heldout.sum()), "dropped": dropped}
     log.info("train: %d training examples, %d validation examples (of %d held-out), spaces %s",
              len(train), len(val), int(heldout.sum()), ", ".join(s.name for s in spaces))
-    warm = warm_start_movies(synthesize, sources["movie"], *tables["movie"]) \
-        if cfg.warm_start and "movie" in used else None
+    warm = tuple(warm_start_captions(synthesize, sources[k], kind=k, space=tables[k][0], vectors=tables[k][1])
+                 for k in ("movie", "user") if cfg.warm_start and k in used)
     return TrainData(spaces, train, val, samples, counts, warm)
 
 
-def warm_start_movies(synthesize: Artifact, source: Artifact, space: str, vectors) -> dict:
-    """Every training-split movie with a vector in the space, and its facts (the ingest and splits artifacts
-    synthesize was made from, found where the vectors' ``source`` artifact lives; held-out movies are left
-    out)."""
+def warm_start_captions(synthesize: Artifact, source: Artifact, kind: str, space: str, vectors) -> dict:
+    """Every training-split entity of ``kind`` with a vector in the space, and its caption (warm_start.py),
+    from the ingest and splits artifacts synthesize was made from, found where the vectors' ``source``
+    artifact lives. Held-out entities are left out."""
+    from elm import vectors as vec
     from elm.lineage import home_store, read_tables
+    from elm.synth.facts import _titles
+    from elm.train.warm_start import POPULAR_POOL, movie_caption, user_captions
 
     found = resolve_lineage(synthesize, ["ingest", "splits"], store=home_store(source))
-    movies = read_tables(found["ingest"], ("movies",))["movies"].set_index("movieId")
-    split = read_tables(found["splits"], ("movies",))["movies"].set_index("movieId")["split"]
-    ids = vectors.ids[np.isin(vectors.ids, split.index[split == "train"]) & np.isin(vectors.ids, movies.index)]
-    return {"space": space, "vectors": vectors.get(ids), "movies": movies.loc[ids, ["year", "genres"]]}
+    table, key = ("movies", "movieId") if kind == "movie" else ("users", "userId")
+    split = read_tables(found["splits"], (table,))[table].set_index(key)["split"]
+    ids = vectors.ids[np.isin(vectors.ids, split.index[split == "train"])]
+    if kind == "movie":
+        movies = read_tables(found["ingest"], ("movies",))["movies"].set_index("movieId")
+        ids = ids[np.isin(ids, movies.index)]
+        captions = [movie_caption(y, g) for y, g in zip(movies.loc[ids, "year"], movies.loc[ids, "genres"])]
+    else:  # the CF model's item factors live beside its user vectors
+        t = read_tables(found["ingest"], ("ratings", "movies"))
+        items = vec.read(source.file("movies.parquet"))
+        popular = t["ratings"]["movieId"].value_counts().index[:POPULAR_POOL]
+        pool = items.ids[np.isin(items.ids, popular)]
+        captions = user_captions(vectors.get(ids), pool, items.get(pool), _titles(t["movies"]).to_dict())
+    return {"space": space, "vectors": vectors.get(ids), "captions": captions}
 
 
 def batch_indices(n: int, batch_size: int, seed: int, stage: int, micro_step: int,

@@ -114,7 +114,7 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
     from tqdm.auto import tqdm
 
     from elm.model.elm import ELM
-    from elm.train.warm_start import warm_start_movie_adapter
+    from elm.train.warm_start import warm_start_adapter
 
     work_dir = Path(work_dir)
     # A batch may hold no vector of some space (e.g. no user row): DDP must allow unused adapters.
@@ -142,10 +142,10 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
 
     torch.manual_seed(cfg.seed)
     elm = ELM.from_base(cfg.elm_config(data.spaces), store, samples=data.samples).to(acc.device)
-    warm = (data.warm_start["space"],) if data.warm_start is not None else ()
-    if data.warm_start is not None and restore is None:  # a restored checkpoint brings its own adapter
-        w = data.warm_start
-        state["warm_start"] = warm_start_movie_adapter(elm, w["space"], w["vectors"], w["movies"], cfg.warm_start_ridge)
+    warm = tuple(w["space"] for w in data.warm_start)
+    if restore is None:  # a restored checkpoint brings its own adapters
+        state["warm_start"] = [warm_start_adapter(elm, w["space"], w["vectors"], w["captions"], cfg.warm_start_ridge)
+                               for w in data.warm_start]
     elm.train()
     collate = elm.collator()
     # Sorted by length so eval batches carry little padding; the loss is token-weighted, so order is moot.

@@ -1,4 +1,4 @@
-"""Stage 0: start a movie adapter where the LM can already read it, in closed form, before any gradient step.
+"""Stage 0: start an adapter where the LM can already read it, in closed form, before any gradient step.
 
 Why: a randomly initialised adapter gives the frozen LM soft tokens it has never seen. Gradient steps then
 lower the loss fastest by teaching the shared form of the targets ("A film from the ... that combines ..."),
@@ -17,12 +17,21 @@ features), so this is one linear solve over all training movies: seconds on a CP
 of the catalog, not the few hundred the step budget lets training see. Held-out movies are never used.
 The LM then reads a held-out movie's vector as (nearly) the words of its caption; training teaches it to
 say them in the tasks' forms.
+
+A user vector is a point of the CF model, and what it says is which films the model predicts the user likes.
+So a user's caption is the first words of the three films among the catalog's best known (POPULAR_POOL) that
+the CF model scores highest for the user ("Shawshank Redemption Schindler's List Pulp Fiction"): a function
+of the vector, as a movie's caption is of its facts. Titles, because they are what makes a profile rank
+movies the way the CF model does (genre words alone rank them at random). A caption of the user's own
+favourites does not transfer: fitted on 548 training users, 7% of held-out soft tokens read as their
+caption's token, below the 15% of always guessing each position's most common one; this caption, 25% (14%).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -82,15 +91,46 @@ def fit_adapter_to_captions(adapter, vectors: np.ndarray, token_ids: torch.Tenso
     return 1.0 - resid / total if total > 0 and math.isfinite(resid) else math.nan
 
 
-def warm_start_movie_adapter(elm, space: str, vectors: np.ndarray, movies: pd.DataFrame,
-                             ridge: float = 1.0) -> dict:
-    """Fit ``elm.adapters[space]`` to the captions of ``movies`` (rows aligned with ``vectors``; columns year,
-    genres). Returns what the log and the train summary report."""
+def user_caption(liked: Sequence[str], per_title: int = 2) -> str:
+    """The favourites a user vector should carry, as words: the first ``per_title`` words of each title, year
+    and leading article dropped (["The Shawshank Redemption (1994)", "Pulp Fiction (1994)"] ->
+    " Shawshank Redemption Pulp Fiction"): a title's first words are what names it."""
+    words = []
+    for title in liked if liked is not None else []:
+        name = re.sub(r"\s*\(\d{4}\)\s*$", "", str(title)).strip()
+        name = re.sub(r"^(the|a|an)\s+", "", name, flags=re.IGNORECASE)
+        words += name.split()[:per_title]
+    return "".join(f" {w}" for w in words)
+
+
+POPULAR_POOL = 300
+"""The most-rated films a user caption may name."""
+
+
+def user_captions(user_vectors: np.ndarray, item_ids: np.ndarray, item_factors: np.ndarray, titles: dict,
+                  n: int = 3) -> list[str]:
+    """For each user vector, the caption of the n films of ``item_ids`` with the highest CF score
+    (x_u . y_j, the model's predicted preference)."""
+    scores = np.asarray(user_vectors, dtype=np.float32) @ np.asarray(item_factors, dtype=np.float32).T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    return [user_caption([titles[item_ids[j]] for j in row]) for row in top]
+
+
+def warm_start_adapter(elm, space: str, vectors: np.ndarray, captions: Sequence[str], ridge: float = 1.0) -> dict:
+    """Fit ``elm.adapters[space]`` to ``captions`` (one per row of ``vectors``). Returns what the log and the
+    train summary report."""
     adapter = elm.adapters[space]
     k = adapter.cfg.soft_tokens
-    captions = [movie_caption(y, g) for y, g in zip(movies["year"], movies["genres"])]
     ids = caption_token_ids(elm.tokenizer, captions, k)
     r2 = fit_adapter_to_captions(adapter, vectors, ids, elm.lm.get_input_embeddings().weight, ridge)
-    log.info("warm start: %s adapter fitted to the captions of %d training movies (%d soft tokens, R^2 %.2f), "
+    log.info("warm start: %s adapter fitted to the captions of %d training entities (%d soft tokens, R^2 %.2f), "
              "e.g. %r", space, len(captions), k, r2, captions[0].strip())
-    return {"space": space, "movies": len(captions), "soft_tokens": k, "r2": round(r2, 3), "ridge": ridge}
+    return {"space": space, "entities": len(captions), "soft_tokens": k, "r2": round(r2, 3), "ridge": ridge}
+
+
+def warm_start_movie_adapter(elm, space: str, vectors: np.ndarray, movies: pd.DataFrame,
+                             ridge: float = 1.0) -> dict:
+    """``warm_start_adapter`` with the captions of ``movies`` (rows aligned with ``vectors``; columns year,
+    genres)."""
+    captions = [movie_caption(y, g) for y, g in zip(movies["year"], movies["genres"])]
+    return warm_start_adapter(elm, space, vectors, captions, ridge)

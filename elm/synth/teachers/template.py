@@ -463,7 +463,9 @@ def _user_profile(facts: dict, pick: _Picker) -> list[str | None]:
     return [pick(f"This user gravitates to {_and([g.noun for g in top])}.",
                  f"This user mostly enjoys {_and([g.noun for g in top])}.") if top
             else "This user has no clear favourite genre.",
-            top and f"They seem to value {top[0].strength}.",
+            # Favourites second: targets are capped (SynthesisConfig.max_new_tokens), and this is the sentence
+            # that ranks movies the way the CF model does (BC); genre words alone rank them at random.
             liked and f"Favourites include {_and(liked[:3])}.",
+            top and f"They seem to value {top[0].strength}.",
             f"They disliked {_and(disliked[:3])}." if disliked else "They rarely rate a movie low.",
             rater]
