@@ -346,18 +346,21 @@ def test_an_interrupted_evaluation_resumes_with_the_parts_it_finished(world, mon
 # bad input
 
 
-def test_a_model_trained_on_another_space_is_refused(world, small_embeddings, tiny_lm_dir):
+def test_a_model_trained_on_another_space_is_refused(world, tmp_path):
     store, arts = world
     from elm import vectors as vec
 
     published = len(store.versions("evaluate"))
+    # The fakes live in a store of their own: published in the shared one, they would become its `latest`
+    # semantic artifact for every test that runs after this one.
+    fakes = ArtifactStore(tmp_path / "fakes")
     other_dim = vec.Vectors("movieId", np.arange(1, 6, dtype=np.int64), np.ones((5, 8), dtype=np.float32))
-    fake, _ = store.produce("semantic", inputs={"ingest": arts["ingest"].version}, config={"fake": "dim 8"},
+    fake, _ = fakes.produce("semantic", inputs={"ingest": arts["ingest"].version}, config={"fake": "dim 8"},
                             code_version="test", build=lambda w: vec.write(w.path / "movies.parquet", other_dim))
     with pytest.raises(EvaluationError, match=r"384-dimensional .* dimension 8"):
         evaluate(dict(arts, semantic=fake), SMALL, store)
     same_dim = vec.Vectors("movieId", np.arange(1, 6, dtype=np.int64), np.ones((5, 384), dtype=np.float32))
-    fake2, _ = store.produce("semantic", inputs={"ingest": arts["ingest"].version}, config={"fake": "refit"},
+    fake2, _ = fakes.produce("semantic", inputs={"ingest": arts["ingest"].version}, config={"fake": "refit"},
                              code_version="test", build=lambda w: vec.write(w.path / "movies.parquet", same_dim))
     with pytest.raises(EvaluationError, match="was trained on semantic/"):
         evaluate(dict(arts, semantic=fake2), SMALL, store)
