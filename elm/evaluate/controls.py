@@ -295,8 +295,9 @@ def _profile_verdict(by: dict, ci) -> list[str]:
     spec, norm = by.get(("bc_specificity", "elm")), by.get(("bc_normalised", "elm"))
     if spec is None or norm is None or not np.isfinite(spec.value):
         return []
-    line = (f"Held-out user profiles: the ELM's normalised BC is {ci(norm)}, its BC specificity (own user minus a "
-            f"shuffled one) {ci(spec)}")
+    reads = np.isfinite(spec.low) and spec.low > 0
+    line = (f"Held-out user profiles {'depend' if reads else 'do not measurably depend'} on their user: the ELM's "
+            f"normalised BC is {ci(norm)}, its BC specificity (own user minus a shuffled one) {ci(spec)}")
     teacher = by.get(("bc_specificity", "truth"))
     if teacher is not None and np.isfinite(teacher.value):
         line += f" against the teacher's {teacher.value:.3f}"
