@@ -105,6 +105,21 @@ def test_checksum_mismatch(store, tmp_path):
     assert store.stages() == []
 
 
+def test_checksum_mismatch_from_converted_line_endings_says_so(store, tmp_path):
+    src = _copy_small(tmp_path)
+    (src / "movies.csv").write_bytes((src / "movies.csv").read_bytes().replace(b"\r\n", b"\n"))  # dos2unix
+    with pytest.raises(SourceError) as err:
+        ingest(IngestConfig(source=str(src)), store, tmp_path)
+    msg = str(err.value)
+    assert "movies.csv" in msg and "line endings" in msg and "CRLF" in msg
+    assert "ratings.csv" not in msg
+    with open(src / "ratings.csv", "a") as f:  # an edit, not a conversion: no line-ending hint for it
+        f.write("1,1,4.0,964982703\r\n")
+    with pytest.raises(SourceError) as err:
+        ingest(IngestConfig(source=str(src)), store, tmp_path)
+    assert str(err.value).count("line endings") == 1 and "ratings.csv: expected sha256" in str(err.value)
+
+
 def test_csv_with_a_missing_column(store, tmp_path):
     src = _copy_small(tmp_path)
     df = pd.read_csv(src / "movies.csv").drop(columns=["genres"])
