@@ -32,8 +32,7 @@ class _CappedBuffer(_cursor.FullyBufferedCursorFetchStrategy):
     def __init__(self, dbapi_cursor) -> None:
         rows = dbapi_cursor.fetchmany(MAX_ROWS + 1)
         self._truncated = len(rows) > MAX_ROWS
-        # Type codes as text: GX keeps spent results around, and DuckDB type objects alive at exit are
-        # reported by nanobind as leaks (see _drop_type_constants).
+        # Type codes as text: results GX keeps would otherwise hold DuckDB type objects (see _unhook_try_cast).
         description = [(d[0], str(d[1]), *d[2:]) for d in dbapi_cursor.description]
         super().__init__(dbapi_cursor, description, rows[:MAX_ROWS])
 
@@ -71,17 +70,25 @@ class BufferedDuckDBDialect(_DuckDBDialect):
 def register() -> None:
     """Make ``duckdb+buffered:///<file>`` resolvable by ``sqlalchemy.create_engine`` (idempotent)."""
     registry.register(URL_SCHEME.replace("+", "."), __name__, BufferedDuckDBDialect.__name__)
-    atexit.unregister(_drop_type_constants)
-    atexit.register(_drop_type_constants)
+    atexit.unregister(_unhook_try_cast)
+    atexit.register(_unhook_try_cast)
 
 
-def _drop_type_constants() -> None:
-    """With duckdb_engine and GX both imported, DuckDB's type constants (``duckdb.sqltypes.BIGINT``...) are
-    still referenced when the interpreter frees DuckDB's extension module, and nanobind prints ~100 lines
-    of "leaked instance" at every exit. Nothing runs after atexit handlers that needs them: let them go."""
+def _unhook_try_cast() -> None:
+    """duckdb_engine registers its TRY_CAST compiler on SQLAlchemy's own ``TryCast`` class: that core class
+    then holds duckdb_engine's module, which holds ``duckdb``, until the very end of interpreter teardown
+    (later than usual with GX imported), and nanobind reports every DuckDB object still alive then as a
+    leak: ~100 lines at each exit. Dropping the hook when the program ends lets DuckDB go with its modules."""
+    from sqlalchemy import TryCast
+
+    dispatcher = TryCast.__dict__.get("_compiler_dispatcher")
+    if dispatcher is not None:
+        dispatcher.specs.pop("duckdb", None)
+    # Other holders of duckdb_engine's classes remain (SQLAlchemy's type registries, a test runner's
+    # references): DuckDB's type constants then still outlive the check. Nothing needs them after atexit.
     for name in [m for m in sys.modules if m.split(".")[0] in ("duckdb", "_duckdb")]:
         module = sys.modules.get(name)
         for key, value in list(vars(module).items()) if module is not None else ():
             if type(value).__name__ == "DuckDBPyType":
                 delattr(module, key)
-    gc.collect()  # and the ones in cursor descriptions of GX's spent results
+    gc.collect()

@@ -166,7 +166,10 @@ def _validate(url: str, tables: list[str], max_failures: int) -> dict[str, int]:
             log.info("validated %s: %d expectations, %d failed", table, len(result.results),
                      sum(not r.success for r in result.results))
     finally:
-        source.get_execution_engine().engine.dispose()  # closes DuckDB before its folder is removed
+        # Close DuckDB before its folder is removed: the data source tests its connection with an engine of
+        # its own, the validation runs on the execution engine's.
+        source.get_engine().dispose()
+        source.get_execution_engine().engine.dispose()
     if failures:
         lines = "\n  ".join(str(f) for f in failures[:max_failures])
         raise DataValidationError(f"{len(failures)} expectation(s) failed; nothing was published:\n  {lines}")
