@@ -104,6 +104,22 @@ def test_a_zero_vector_has_no_nearest_entity(world):
     assert zero.describe().endswith("nearest undefined for a zero vector") and zero.outside is None
 
 
+def test_a_scaled_vector_reports_its_norm_against_the_spaces(world):
+    _, _, d, _ = world
+    table = d.table(SEM)
+    toy, matrix = table.lookup([1])[0], table.vectors.matrix
+    norms = np.linalg.norm(matrix, axis=1)
+    own, big, tiny, mid = (a.slots[0] for a in d.describe(
+        "summary", vectors=[toy, toy * 1e6, toy * 1e-6, 0.5 * (toy + table.lookup([2571])[0])], **KW))
+    assert own.norm_range == pytest.approx((norms.min(), norms.max()), rel=1e-5)
+    assert big.norm == pytest.approx(1e6 * np.linalg.norm(toy), rel=1e-4)
+    assert big.norm_outside and tiny.norm_outside and not own.norm_outside and not mid.norm_outside
+    assert big.nearest_id == 1  # the same direction: the same nearest movie, and the text says why it is read so
+    assert "<< norm 1e+06" in big.describe() or "<< norm 1.0" in big.describe()
+    assert "only its direction is read" in big.describe() and "norm" not in own.describe()
+    assert big.to_dict()["norm_outside"] is True and own.to_dict()["norm"] == pytest.approx(own.norm)
+
+
 def test_batched_equals_one_by_one_and_keeps_order(world):
     _, _, d, _ = world
     v = d.table(SEM).lookup([2571])[0] * 0.7

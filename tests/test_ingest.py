@@ -105,6 +105,21 @@ def test_checksum_mismatch(store, tmp_path):
     assert store.stages() == []
 
 
+def test_checksum_mismatch_from_converted_line_endings_says_so(store, tmp_path):
+    src = _copy_small(tmp_path)
+    (src / "movies.csv").write_bytes((src / "movies.csv").read_bytes().replace(b"\r\n", b"\n"))  # dos2unix
+    with pytest.raises(SourceError) as err:
+        ingest(IngestConfig(source=str(src)), store, tmp_path)
+    msg = str(err.value)
+    assert "movies.csv" in msg and "line endings" in msg and "CRLF" in msg
+    assert "ratings.csv" not in msg
+    with open(src / "ratings.csv", "a") as f:  # an edit, not a conversion: no line-ending hint for it
+        f.write("1,1,4.0,964982703\r\n")
+    with pytest.raises(SourceError) as err:
+        ingest(IngestConfig(source=str(src)), store, tmp_path)
+    assert str(err.value).count("line endings") == 1 and "ratings.csv: expected sha256" in str(err.value)
+
+
 def test_csv_with_a_missing_column(store, tmp_path):
     src = _copy_small(tmp_path)
     df = pd.read_csv(src / "movies.csv").drop(columns=["genres"])
@@ -136,6 +151,35 @@ def test_ratings_for_unknown_movie_fail_referential_integrity(store, tmp_path):
     df.to_csv(src / "ratings.csv", index=False)
     with pytest.raises(DataValidationError, match="(?s)table 'ratings'.*movieId.*99999999"):
         ingest(IngestConfig(source=str(src), verify=False), store, tmp_path)
+
+
+def test_duplicate_ratings_name_the_repeated_pair(store, tmp_path):
+    src = _copy_small(tmp_path)
+    df = pd.read_csv(src / "ratings.csv")
+    pd.concat([df, df.iloc[[7]]]).to_csv(src / "ratings.csv", index=False)
+    u, m = df.iloc[7][["userId", "movieId"]].astype(int)
+    with pytest.raises(DataValidationError) as err:
+        ingest(IngestConfig(source=str(src), verify=False), store, tmp_path)
+    msg = str(err.value)
+    assert "table 'ratings'" in msg and "(userId, movieId) unique" in msg and "1 bad row(s)" in msg
+    assert f"'userId': {u}, 'movieId': {m}" in msg
+
+
+def test_tags_and_links_for_unknown_movies_fail_referential_integrity(store, tmp_path):
+    src = _copy_small(tmp_path)
+    tags = pd.read_csv(src / "tags.csv")
+    tags.loc[[0, 1], "movieId"] = 77777777
+    tags.to_csv(src / "tags.csv", index=False)
+    links = pd.read_csv(src / "links.csv", dtype={"imdbId": str})
+    links.loc[3, "movieId"] = 88888888
+    links.to_csv(src / "links.csv", index=False)
+    with pytest.raises(DataValidationError) as err:
+        ingest(IngestConfig(source=str(src), verify=False), store, tmp_path)
+    msg = str(err.value)
+    assert "2 expectation(s) failed" in msg
+    assert "table 'tags': expect_no_rows_from_query [movieId in the movies table]: 2 bad row(s)" in msg
+    assert "table 'links': expect_no_rows_from_query [movieId in the movies table]: 1 bad row(s)" in msg
+    assert "77777777" in msg and "88888888" in msg
 
 
 def test_interrupted_run_keeps_previous_latest(small_ingest, tmp_path, monkeypatch):

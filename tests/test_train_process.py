@@ -115,3 +115,18 @@ def test_the_launched_process_holds_the_lock_too(tmp_path, caplog):
         run_logged([sys.executable, "-c", probe], lock_fd=fd)
     assert f"REFUSED: another trainer is working in {tmp_path} (pid {os.getpid()} (elm train)" in caplog.text
     assert "GOT THE LOCK" not in [r.getMessage() for r in caplog.records]
+
+
+def test_the_training_error_is_the_last_line_below_the_launchers_traceback(tmp_path):
+    """The real launcher (accelerate launch) and script: the script's error and its fix come last, not buried
+    above accelerate's CalledProcessError traceback."""
+    from elm.train.config import accelerate_config_path
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config_path("cpu")),
+           "-m", "elm.train.script", "--work-dir", str(tmp_path / "run"), "--synthesize", str(tmp_path / "nothing"),
+           "--artifacts", str(tmp_path / "artifacts")]
+    with pytest.raises(TrainingError) as err:
+        run_logged(cmd)
+    lines = str(err.value).splitlines()
+    assert any("CalledProcessError" in line for line in lines)  # accelerate's traceback is still there, above
+    assert lines[-1].startswith("ArtifactError: no single 'synthesize' artifact") and str(tmp_path) in lines[-1]

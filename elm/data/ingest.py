@@ -6,15 +6,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from elm.artifacts import Artifact, ArtifactStore, WorkDir
 from elm.data.sources import DATASETS, get_spec, resolve_source
 from elm.data.tables import convert
 from elm.data.validation import validate_tables
 from elm.lineage import StageSpec, read_tables
+from elm.sql import sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,16 @@ def ingest(config: IngestConfig, store: ArtifactStore, data_dir: Path = Path("da
 
     def build(work: WorkDir) -> None:
         paths = convert(src.folder, spec.layout, work.path)
-        tables = {name: pq.read_table(p).to_pandas() for name, p in paths.items()}
-        checks = validate_tables(tables)
+        checks = validate_tables(paths)
+        with duckdb.connect() as con:
+            users, rated = con.execute('SELECT count(DISTINCT "userId"), count(DISTINCT "movieId") FROM '
+                                       f'read_parquet({sql_literal(str(paths["ratings"]))})').fetchone()
         work.summary.update(
             dataset=config.dataset,
             origin=src.origin,
-            rows={name: len(df) for name, df in tables.items()},
-            users=int(tables["ratings"]["userId"].nunique()),
-            rated_movies=int(tables["ratings"]["movieId"].nunique()),
+            rows={name: pq.ParquetFile(p).metadata.num_rows for name, p in paths.items()},
+            users=int(users),
+            rated_movies=int(rated),
             expectations=checks,
         )
 

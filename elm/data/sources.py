@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -164,17 +165,29 @@ def resolve_source(
 
 
 def check_checksums(dataset: str, folder: Path, actual: dict[str, str], expected: dict[str, str]) -> None:
-    bad = [
-        f"{name}: expected sha256 {want[:12]}..., got {actual[name][:12]}..."
-        for name, want in expected.items()
-        if name in actual and actual[name] != want
-    ]
+    bad = [name for name, want in expected.items() if name in actual and actual[name] != want]
     if bad:
         raise SourceError(
             f"{dataset}: checksum mismatch in {folder} (edited, truncated or a different release): "
-            + "; ".join(bad)
+            + "; ".join(f"{name}: expected sha256 {expected[name][:12]}..., got {actual[name][:12]}..."
+                        + _line_ending_hint(folder / name, expected[name]) for name in bad)
             + ". Pass verify=False / --no-verify to ingest modified data deliberately."
         )
+
+
+def _line_ending_hint(path: Path, want: str) -> str:
+    """Whether the file is the official one with its line endings converted (git's autocrlf, dos2unix, an
+    editor): then say so, and how to get the original back. Only run on a mismatch."""
+    for style, ending in (("CRLF", b"\r\n"), ("LF", b"\n")):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for line in f:
+                h.update(line.rstrip(b"\r\n") + ending if line.endswith(b"\n") else line)
+        if h.hexdigest() == want:
+            return (f" (the official file with converted line endings: the release has {style}; restore the "
+                    f"original bytes, e.g. extract the zip again, or check it out with `git config core.autocrlf "
+                    f"false`)")
+    return ""
 
 
 def download(url: str, dest: Path, *, timeout: float = 60.0) -> Path:

@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+NORM_SLACK = 2.0
+"""A vector's norm is reported when it is beyond the real vectors' norm range by more than this factor
+(an interpolation between two real vectors is a little shorter than both, and not worth a warning)."""
+
+
 @dataclass(frozen=True)
 class SlotReport:
     """What filled one slot of a prompt, and how far it is from the real entities of its space."""
@@ -32,6 +37,19 @@ class SlotReport:
     """The id column of the space's table ("movieId", "userId")."""
     note: str | None = None
     """Why there is no nearest entity when there is a table (a zero vector has no direction)."""
+    norm: float | None = None
+    """The vector's L2 norm."""
+    norm_range: tuple[float, float] | None = None
+    """Smallest and largest norm of the space's real vectors."""
+
+    @property
+    def norm_outside(self) -> bool | None:
+        """True when the norm is more than ``NORM_SLACK`` times beyond the real vectors' range (the adapter
+        normalises its input, so a scaled vector is read as its direction alone: worth saying)."""
+        if self.norm is None or self.norm_range is None:
+            return None
+        lo, hi = self.norm_range
+        return self.norm < lo / NORM_SLACK or self.norm > hi * NORM_SLACK
 
     @property
     def outside(self) -> bool | None:
@@ -41,7 +59,7 @@ class SlotReport:
         return self.nearest_cosine < self.reference_cosine
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"outside": self.outside}
+        return asdict(self) | {"outside": self.outside, "norm_outside": self.norm_outside}
 
     def describe(self) -> str:
         """One line: "semantic_movies  movieId 1: nearest Toy Story (1995) (movieId 1), cosine 1.000"."""
@@ -53,10 +71,14 @@ class SlotReport:
         name = f"{self.nearest_title} ({self.id_name} {self.nearest_id})" if self.nearest_title \
             else f"{self.id_name} {self.nearest_id}"
         line = f"{head}: nearest {name}, cosine {self.nearest_cosine:.3f}"
+        noun = {"movieId": "movies", "userId": "users"}.get(self.id_name or "", "entities")
         if self.outside:
-            noun = {"movieId": "movies", "userId": "users"}.get(self.id_name or "", "entities")
             line += (f"  << far from the data: 95% of real {noun} have a neighbour at cosine >= "
                      f"{self.reference_cosine:.3f}")
+        if self.norm_outside:
+            lo, hi = self.norm_range
+            line += (f"  << norm {self.norm:.4g}, real {noun} have {lo:.4g} to {hi:.4g}: the adapter normalises "
+                     f"it, so only its direction is read")
         return line
 
 

@@ -322,10 +322,12 @@ class Describer:
             for x, i, c in zip(xs, nid.tolist(), cos.tolist()):
                 if not np.any(x.vector):  # every cosine is 0: "nearest" would name an arbitrary row
                     reports[id(x)] = SlotReport(name, x.entity_id, None, None, None, round(ref, 6), x.label,
-                                                table.id_name, note="nearest undefined for a zero vector")
+                                                table.id_name, note="nearest undefined for a zero vector",
+                                                norm=0.0, norm_range=table.norm_range)
                     continue
                 reports[id(x)] = SlotReport(name, x.entity_id, int(i), table.titles.get(int(i)), round(float(c), 6),
-                                            round(ref, 6), x.label, table.id_name)
+                                            round(ref, 6), x.label, table.id_name,
+                                            norm=float(np.linalg.norm(x.vector)), norm_range=table.norm_range)
         # 3. generation, batched
         max_new = gen.max_new_tokens or max(t.max_target_tokens if t is not None else FREE_PROMPT_MAX_NEW_TOKENS
                                             for t in tasks)

@@ -31,6 +31,9 @@ class SpaceTable:
         vec.validate(self.vectors, what=where, expected_dim=space.dim)
         self.space, self.where, self.titles = space, where, dict(titles or {})
         self.unit = vec.unit_rows(self.vectors.matrix, np.float32)
+        norms = np.linalg.norm(self.vectors.matrix, axis=1)
+        self.norm_range = (float(norms.min()), float(norms.max())) if len(norms) else None
+        """Smallest and largest norm of the real vectors (None for an empty table)."""
         self._reference: float | None = None
 
     @property

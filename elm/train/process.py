@@ -26,6 +26,9 @@ DIE_WITH_PARENT_ENV = "ELM_DIE_WITH_PARENT"
 """Set for processes started by ``elm train``: elm.train.script then dies with its launcher. Not set when the
 script is run by hand (a `nohup` run must outlive its shell)."""
 LOCK_FILE = ".trainer.pid"
+FAILURE_MARK = "training failed: "
+"""Marks the training script's own error line (cause and fix) in its output, so that ``elm train`` can repeat
+it as the last line of its error, below the launcher's traceback."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -93,3 +96,13 @@ def note(fd: int, text: str) -> None:
     """Replace what the lock file says about its holder."""
     os.ftruncate(fd, 0)
     os.pwrite(fd, (text + "\n").encode(), 0)
+
+
+def failure_line(e: BaseException) -> str:
+    """The line the training script logs for an error it knows (a CheckpointError and its fix)."""
+    return f"{FAILURE_MARK}{type(e).__name__}: {e}"
+
+
+def failure_in(line: str) -> str | None:
+    """The error of a ``failure_line`` in a line of the training output (after the log prefix), else None."""
+    return line.split(FAILURE_MARK, 1)[1] if FAILURE_MARK in line else None

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from elm.train.data import input_artifacts, load_data
     from elm.train.stage import TRAIN
     from elm.train.loop import fit
-    from elm.train.process import die_with_parent_if_asked
+    from elm.train.process import die_with_parent_if_asked, failure_line
 
     args = parse_args(argv)
     die_with_parent_if_asked()
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data(cfg, input_artifacts(synth, {k: resolve(home, k, ref) for k, ref in pins.items()}))
         summary = fit(cfg, data, args.work_dir, resume=args.resume, store=store)
     except (TrainingError, ArtifactError, ValueError) as e:
-        logging.getLogger("elm.train.script").error("%s: %s", type(e).__name__, e)
+        logging.getLogger("elm.train.script").error("%s", failure_line(e))
         return 2
     logging.getLogger("elm.train.script").info("done: %s", json.dumps(summary["val_loss"]))
     return 0

@@ -45,7 +45,7 @@ from elm.lineage import StageSpec, publish
 from elm.train.checkpoints import list_checkpoints
 from elm.train.config import TrainConfig, TrainingError, accelerate_config_path
 from elm.train.data import input_artifacts
-from elm.train.process import DIE_WITH_PARENT_ENV, note, parent_death_hook, work_lock
+from elm.train.process import DIE_WITH_PARENT_ENV, failure_in, note, parent_death_hook, work_lock
 from elm.train.loop import CHECKPOINTS, CONFIG_FILE, CURVES_FILE, CURVES_PNG, ELM_DIR, STAGE1_DIR, SUMMARY_FILE
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def run_logged(cmd: list[str], env: dict | None = None, tail: int = 40, lock_fd:
     The process dies with ours, even by kill -9 (elm/train/process.py); ``lock_fd`` (a work_lock) is inherited
     by it, so the lock outlives us as long as it runs."""
     lines: collections.deque[str] = collections.deque(maxlen=tail)
+    failure = None  # the script's own error (cause and fix): repeated last, below the launcher's traceback
     # Passive OpenMP waits: on a CPU shared with other work, spinning threads slowed steps 5x here.
     defaults = {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     full_env = {**defaults, **os.environ, "PYTHONUNBUFFERED": "1", DIE_WITH_PARENT_ENV: "1", **(env or {})}
@@ -95,6 +96,7 @@ def run_logged(cmd: list[str], env: dict | None = None, tail: int = 40, lock_fd:
             line = line.rstrip()
             if line:
                 lines.append(line)
+                failure = failure_in(line) or failure
                 log.info("%s", line)
         rc = proc.wait()
     except BaseException:
@@ -104,7 +106,7 @@ def run_logged(cmd: list[str], env: dict | None = None, tail: int = 40, lock_fd:
         raise
     if rc != 0:
         raise TrainingError(f"training exited with status {rc}; last {len(lines)} lines of its output:\n"
-                            + "\n".join(lines))
+                            + "\n".join(lines) + (f"\n{failure}" if failure else ""))
 
 
 def check_publishable(path: Path) -> None:
