@@ -8,7 +8,7 @@ import torch
 
 from elm.model.config import ELMConfig, SpaceSpec
 from elm.model.elm import ELM
-from elm.train.warm_start import caption_token_ids, movie_caption, user_caption, user_captions, warm_start_movie_adapter
+from elm.train.warm_start import caption_token_ids, movie_caption, user_caption, user_captions, warm_start_adapter
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Children"]
 
@@ -52,7 +52,8 @@ def test_held_out_vectors_read_as_their_captions(tiny_lm_dir):
         return (nearest == want).float().mean().item()
 
     before = slot_accuracy()
-    info = warm_start_movie_adapter(elm, space.name, vectors[fit], movies.iloc[fit])
+    captions = [movie_caption(y, g) for y, g in zip(movies["year"][fit], movies["genres"][fit])]
+    info = warm_start_adapter(elm, space.name, vectors[fit], captions)
     after = slot_accuracy()
     assert before < 0.05 and after > 0.9, (before, after)  # movies it never saw: their facts, as tokens
     assert info["entities"] == 600 and info["soft_tokens"] == 8 and info["r2"] > 0.5

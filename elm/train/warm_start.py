@@ -35,7 +35,6 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from elm.metrics.facts import decade_of
@@ -127,10 +126,3 @@ def warm_start_adapter(elm, space: str, vectors: np.ndarray, captions: Sequence[
              "e.g. %r", space, len(captions), k, r2, captions[0].strip())
     return {"space": space, "entities": len(captions), "soft_tokens": k, "r2": round(r2, 3), "ridge": ridge}
 
-
-def warm_start_movie_adapter(elm, space: str, vectors: np.ndarray, movies: pd.DataFrame,
-                             ridge: float = 1.0) -> dict:
-    """``warm_start_adapter`` with the captions of ``movies`` (rows aligned with ``vectors``; columns year,
-    genres)."""
-    captions = [movie_caption(y, g) for y, g in zip(movies["year"], movies["genres"])]
-    return warm_start_adapter(elm, space, vectors, captions, ridge)
