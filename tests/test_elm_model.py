@@ -192,6 +192,24 @@ def test_padding_gives_the_same_logits_and_loss_as_unbatched(elm, side):
             torch.testing.assert_close(loss, out.loss, rtol=1e-4, atol=1e-5)
 
 
+def test_target_logits_only_gives_the_same_loss_and_gradients(elm):
+    batch = elm.collator(padding_side="left")(examples())
+    elm.unfreeze_base()
+    full = elm(**batch)
+    full.loss.backward()
+    ref = {n: p.grad.clone() for n, p in elm.named_parameters() if p.grad is not None}
+    elm.zero_grad()
+    part = elm(**batch, target_logits_only=True)
+    part.loss.backward()
+    n_labels = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert part.logits.shape == (n_labels, full.logits.shape[-1])
+    torch.testing.assert_close(part.loss, full.loss, rtol=1e-5, atol=1e-6)
+    for n, p in elm.named_parameters():
+        if n in ref:
+            torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6)
+    elm.zero_grad()
+
+
 def test_labels_are_the_target_and_end_token_only(elm):
     exs = examples()
     for side in ("right", "left"):

@@ -100,6 +100,31 @@ def test_batches_are_a_pure_function_of_the_step_and_cover_each_epoch():
     assert sorted(np.concatenate(shards)) == sorted(batch_indices(n, b, 0, 1, 3))  # two processes share one batch
 
 
+def test_length_grouped_batches_pad_less_and_keep_each_windows_rows():
+    n, b, group = 200, 8, 10
+    lengths = np.random.default_rng(1).integers(60, 160, n)
+
+    def batches(g):
+        return [batch_indices(n, b, 0, 2, k, lengths=lengths, group=g) for k in range(2 * group)]
+
+    def padded(bs):  # what a batch costs: every row padded to the batch's longest
+        return sum(len(x) * lengths[x].max() for x in bs)
+
+    plain, grouped = batches(1), batches(group)
+    assert all(np.array_equal(x, batch_indices(n, b, 0, 2, k)) for k, x in enumerate(plain))  # 1: plain batches
+    assert padded(grouped) < 0.9 * padded(plain)
+    for w in (0, 1):  # a window of `group` batches holds the same rows, grouped or not
+        window = slice(w * group, (w + 1) * group)
+        assert sorted(np.concatenate(grouped[window])) == sorted(np.concatenate(plain[window]))
+    assert all(np.array_equal(x, batch_indices(n, b, 0, 2, k, lengths=lengths, group=group))
+               for k, x in enumerate(grouped))  # still a pure function of the step: resume is exact
+    # batches are taken in a shuffled order, not shortest first
+    means = [lengths[x].mean() for x in grouped[:group]]
+    assert means != sorted(means)
+    shards = [batch_indices(n, b // 2, 0, 2, 3, rank=r, world=2, lengths=lengths, group=group) for r in (0, 1)]
+    assert sorted(np.concatenate(shards)) == sorted(grouped[3])
+
+
 def test_rows_fill_slots_in_order_and_rows_without_vectors_are_dropped():
     movies = vec.Vectors("movieId", np.array([1, 2, 3]), np.arange(12, dtype=np.float32).reshape(3, 4))
     users = vec.Vectors("userId", np.array([7]), np.ones((1, 2), dtype=np.float32))

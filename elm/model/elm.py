@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from elm.model.adapter import build_adapter, embedding_rms
 from elm.model.base_lm import load_causal_lm, load_tokenizer, resolve_model_path
-from elm.model.batch import ELMCollator, ELMInputError, Example, end_token_id
+from elm.model.batch import IGNORE_INDEX, ELMCollator, ELMInputError, Example, end_token_id
 from elm.model.config import ELMConfig
 
 if TYPE_CHECKING:
@@ -163,13 +164,27 @@ class ELM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_mask: torch.Tensor,
                 slot_vectors: dict[str, torch.Tensor], slot_space: torch.Tensor,
-                labels: torch.Tensor | None = None, **lm_kwargs):
-        """The LM's output (loss when labels are given, logits [B, L, vocab]) on the spliced embeddings."""
+                labels: torch.Tensor | None = None, target_logits_only: bool = False, **lm_kwargs):
+        """The LM's output (loss when labels are given, logits [B, L, vocab]) on the spliced embeddings.
+
+        ``target_logits_only`` (training): logits only where a label is predicted, ``.logits`` then
+        [n_labels, vocab], the loss unchanged. Most positions of a row are prompt, and the vocabulary-wide
+        projection and softmax at them would be paid for a loss that ignores them.
+        """
         embeds = self.embed(input_ids, slot_mask, slot_vectors, slot_space)
         # Positions count real tokens only, so left padding does not shift the rotary positions.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                       labels=labels, **lm_kwargs)
+        from transformers.modeling_outputs import CausalLMOutput
+
+        if not target_logits_only or labels is None:
+            return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                           labels=labels, **lm_kwargs)
+        hidden = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
+                                       position_ids=position_ids, **lm_kwargs).last_hidden_state
+        targets = labels[:, 1:]  # position t predicts token t + 1, as the LM's own loss shifts them
+        keep = targets != IGNORE_INDEX
+        logits = self.lm.get_output_embeddings()(hidden[:, :-1][keep])
+        return CausalLMOutput(loss=F.cross_entropy(logits.float(), targets[keep]), logits=logits)
 
     # -- generation --------------------------------------------------------------------------------
 

@@ -181,16 +181,32 @@ def warm_start_captions(synthesize: Artifact, source: Artifact, kind: str, space
 
 
 def batch_indices(n: int, batch_size: int, seed: int, stage: int, micro_step: int,
-                  rank: int = 0, world: int = 1) -> np.ndarray:
+                  rank: int = 0, world: int = 1, lengths=None, group: int = 1) -> np.ndarray:
     """Rows of one micro-step for one process: epochs are seeded permutations read in order.
+
+    With ``lengths`` (one per row) and ``group`` > 1, every ``group`` consecutive batches of that stream
+    are re-cut by length: their rows sorted, cut into batches again, and the batches taken in a seeded
+    order. Each batch then pads to rows of about its own length, while the rows of a window stay the
+    same as without grouping.
 
     A pure function of its arguments, so the data position is part of the step and resume is exact.
     """
     size = batch_size * world
-    pos = np.arange(micro_step * size, (micro_step + 1) * size)
+    if lengths is None or group <= 1:
+        return _stream(n, seed, stage, micro_step * size, size)[rank::world]
+    window, j = divmod(micro_step, group)
+    rows = _stream(n, seed, stage, window * group * size, group * size)
+    rows = rows[np.argsort(np.asarray(lengths)[rows], kind="stable")]
+    b = np.random.default_rng([seed, stage, window, 1]).permutation(group)[j]
+    return rows[b * size:(b + 1) * size][rank::world]
+
+
+def _stream(n: int, seed: int, stage: int, start: int, size: int) -> np.ndarray:
+    """Rows at positions [start, start + size) of the stage's endless stream of seeded epoch permutations."""
+    pos = np.arange(start, start + size)
     epoch = pos // n
     out = np.empty(size, dtype=np.int64)
     for e in np.unique(epoch):
         perm = np.random.default_rng([seed, stage, int(e)]).permutation(n)
         out[epoch == e] = perm[pos[epoch == e] % n]
-    return out[rank::world]
+    return out

@@ -65,7 +65,7 @@ def _evaluate(model, batches: list[dict], accelerator) -> float:
     with torch.no_grad():
         for batch in batches:
             n = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()  # HF shifts labels by one
-            loss = model(**_to_device(batch, accelerator.device)).loss
+            loss = model(**_to_device(batch, accelerator.device), target_logits_only=True).loss
             total += torch.stack([loss.double() * n, n.double().to(total.device)])
     model.train()
     total = accelerator.reduce(total, "sum")
@@ -148,6 +148,7 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
                                for w in data.warm_start]
     elm.train()
     collate = elm.collator()
+    lengths = [len(e.prompt) + len(e.target or "") for e in data.train]  # characters: close enough to tokens
     # Sorted by length so eval batches carry little padding; the loss is token-weighted, so order is moot.
     val = sorted(data.val, key=lambda e: len(e.target))[acc.process_index::acc.num_processes]
     bs = cfg.stage1.batch_size
@@ -189,11 +190,11 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
             totals = torch.zeros(2, dtype=torch.float64, device=acc.device)
             for a in range(sc.grad_accum):
                 idx = batch_indices(len(data.train), sc.batch_size, cfg.seed, n, step * sc.grad_accum + a,
-                                    acc.process_index, acc.num_processes)
+                                    acc.process_index, acc.num_processes, lengths, cfg.length_group)
                 batch = _to_device(collate([data.train[i] for i in idx]), acc.device)
                 last = a == sc.grad_accum - 1
                 with contextlib.nullcontext() if last else acc.no_sync(model):
-                    loss = model(**batch).loss
+                    loss = model(**batch, target_logits_only=True).loss
                     acc.backward(loss / sc.grad_accum)
                 totals += torch.stack([loss.detach().double(), batch["attention_mask"].sum().double()])
             if sc.max_grad_norm is not None:
