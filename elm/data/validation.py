@@ -5,7 +5,8 @@ The tables are validated where they already are: GX's SQL data source over a thr
 whose views read the Parquet files (``duckdb+buffered://``, elm/data/gx_duckdb.py). Nothing is loaded into
 pandas, so 25M ratings validate in seconds. Checks that GX would compute with a join of the whole table
 (compound uniqueness, ``movieId`` in movies with a 62k-value set) are SQL queries for ``ExpectNoRowsFromQuery``
-that run once each.
+that run once each. A compound key is first checked in one streaming pass that proves a file sorted by it
+(as MovieLens publishes ratings and the genome) unique; only a file that pass cannot prove is sorted.
 
 GX does not raise on a failed expectation: it returns results. ``validate_tables`` turns the
 first failures into one ``DataValidationError`` so the ingest stage publishes nothing.
