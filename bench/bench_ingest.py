@@ -1,13 +1,16 @@
-"""Ingestion at ml-25m scale: 25M ratings with ml-25m's schema and value ranges, against plain pandas.
+"""Ingestion at ml-25m scale: 25M ratings and the 15.6M-row tag genome with ml-25m's schema, value ranges
+and file order (ratings by user, then movie; genome scores by movie, then tag), against plain pandas.
 
     .venv/bin/python bench/bench_ingest.py [--rows 25000095] [--keep DIR] [--pandas-validation]
 
 Prints seconds and the ratio against a ``pandas.read_csv`` + ``DataFrame.to_parquet`` baseline, and the
 validated ingest (convert + GX in DuckDB + publish) against the bare DuckDB conversion (target: at most 2x),
-all measured in this run on the same files. Importing great_expectations (seconds, once per process) is
-timed on its own line, before the others. ``--pandas-validation`` also times the same suites run by GX on
-pandas DataFrames, as ingest did before (referential check as a value set of all movieIds).
-The real ml-25m ratings.csv cannot be downloaded here.
+all measured in this run on the same files; then the same ratio for the ratings and for the genome tables
+on their own (each converted, then validated with the movies table their movieIds refer to). Importing
+great_expectations (seconds, once per process) is timed on its own line, before the others.
+``--pandas-validation`` also times the same suites run by GX on pandas DataFrames, as ingest did before
+(referential check as a value set of all movieIds). The real ml-25m ratings.csv and genome-scores.csv cannot
+be downloaded here: they are generated (genome-tags.csv is the real one when ../shared has it).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import duckdb  # noqa: E402
 
 ML25M_USERS = 162541
 ML25M_MOVIES = 62423
-SHARED_MOVIES = Path(__file__).resolve().parents[1].parent / "shared/data/movielens/ml-25m/movies.reconstructed.csv"
+GENOME_MOVIES, GENOME_TAGS = 13816, 1128  # ml-25m's genome: 15,584,448 scores, every tag for every movie in it
+SHARED = Path(__file__).resolve().parents[1].parent / "shared/data/movielens/ml-25m"
+SHARED_MOVIES = SHARED / "movies.reconstructed.csv"
 
 
 def make_release(folder: Path, rows: int) -> None:
-    """movies.csv (the ml-25m catalog if available), ratings.csv with unique (user, movie) pairs, tags, links."""
+    """movies.csv (the ml-25m catalog if available), ratings.csv with unique (user, movie) pairs in
+    MovieLens's order, tags, links, and the tag genome."""
     folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     if SHARED_MOVIES.exists():
@@ -51,12 +57,31 @@ def make_release(folder: Path, rows: int) -> None:
                    789652009 + (hash(i * 31) % 785000000) AS timestamp
             FROM range({rows}) t(i)
             JOIN ids ON ids.k = (((i // {per_user}) + 1) * 7919 + (i % {per_user}) * 104729) % {n_movies}
-            ORDER BY i
+            ORDER BY userId, ids.movieId
         ) TO '{folder}/ratings.csv' (HEADER)""")
     con.execute(f"COPY (SELECT 3 AS userId, movieId, 'classic' AS tag, 1439472215 AS timestamp FROM ids LIMIT 1000) "
                 f"TO '{folder}/tags.csv' (HEADER)")
     con.execute(f"COPY (SELECT movieId, lpad((k + 100000)::VARCHAR, 7, '0') AS imdbId, k AS tmdbId FROM ids) "
                 f"TO '{folder}/links.csv' (HEADER)")
+    make_genome(con, folder)
+
+
+def make_genome(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """genome-tags.csv (the real one if available) and genome-scores.csv: a relevance in [0, 1] with five
+    decimals for every (movie, tag) of 13,816 movies spread over the catalog, ordered by movie, then tag."""
+    if (SHARED / "genome-tags.csv").exists():
+        shutil.copy(SHARED / "genome-tags.csv", folder / "genome-tags.csv")
+    else:
+        con.execute(f"COPY (SELECT i AS tagId, 'tag ' || i AS tag FROM range(1, {GENOME_TAGS + 1}) t(i)) "
+                    f"TO '{folder}/genome-tags.csv' (HEADER)")
+    con.execute(f"""
+        COPY (
+            SELECT m.movieId, t.tagId, round((hash(m.movieId * 7919 + t.tagId) % 100000) / 100000.0, 5) AS relevance
+            FROM (SELECT movieId FROM read_csv('{folder}/movies.csv', header=true)
+                  ORDER BY hash(movieId) LIMIT {GENOME_MOVIES}) m
+            CROSS JOIN (SELECT tagId FROM read_csv('{folder}/genome-tags.csv', header=true)) t
+            ORDER BY m.movieId, t.tagId
+        ) TO '{folder}/genome-scores.csv' (HEADER)""")
 
 
 def pandas_validation(folder: Path) -> float:
@@ -88,6 +113,26 @@ def pandas_validation(folder: Path) -> float:
     return time.perf_counter() - t
 
 
+def part(release: Path, files: list[str], out: Path) -> tuple[float, float]:
+    """Seconds to convert ``files`` of the release, then to validate their tables (with the movies table
+    their movieIds are checked against, converted beforehand and not timed)."""
+    from elm.data.tables import convert
+    from elm.data.validation import validate_tables
+
+    only_movies, only_part = out / "src-movies", out / "src"
+    for folder, names in ((only_movies, ["movies.csv"]), (only_part, files)):
+        folder.mkdir(parents=True)
+        for f in names:
+            (folder / f).symlink_to(release / f)
+    movies = convert(only_movies, "csv", out / "movies")
+    t = time.perf_counter()
+    paths = convert(only_part, "csv", out / "tables")
+    t_conv = time.perf_counter() - t
+    t = time.perf_counter()
+    validate_tables({**movies, **paths})
+    return t_conv, time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=25_000_095, help="ratings rows (ml-25m has 25,000,095)")
@@ -102,13 +147,15 @@ def main() -> None:
 
     work = a.keep or Path(tempfile.mkdtemp(prefix="elm-bench-ingest-"))
     release = work / "ml-25m"
-    for old in ("artifacts", "convert_only"):  # a kept folder's earlier run would be a cache hit
+    for old in ("artifacts", "convert_only", "parts"):  # a kept folder's earlier run would be a cache hit
         shutil.rmtree(work / old, ignore_errors=True)
     t = time.perf_counter()
     if not (release / "ratings.csv").exists():
         make_release(release, a.rows)
-    print(f"generated {a.rows:,} ratings ({(release / 'ratings.csv').stat().st_size / 1e6:.0f} MB) "
-          f"in {time.perf_counter() - t:.1f}s")
+    elif not (release / "genome-scores.csv").exists():  # a folder kept by an earlier version of this bench
+        make_genome(duckdb.connect(), release)
+    print(f"generated {a.rows:,} ratings ({(release / 'ratings.csv').stat().st_size / 1e6:.0f} MB) and the genome "
+          f"({(release / 'genome-scores.csv').stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
 
     import pandas as pd
 
@@ -141,6 +188,10 @@ def main() -> None:
         print(f"{'  (before: GX on pandas DataFrames, validation only)':<58}{t_gx_pandas:>9.1f}")
     print(f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; ratio > 1 means faster than the baseline")
     print(f"validated ingest / bare conversion: {t_ingest / t_convert:.2f}x (target <= 2)")
+    for name, files in (("ratings", ["ratings.csv"]), ("genome", ["genome-scores.csv", "genome-tags.csv"])):
+        t_conv, t_valid = part(release, files, work / "parts" / name)
+        print(f"  {name} alone: conversion {t_conv:.1f}s, validation {t_valid:.1f}s: "
+              f"validated / conversion {(t_conv + t_valid) / t_conv:.2f}x")
     if a.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -5,7 +5,8 @@ The tables are validated where they already are: GX's SQL data source over a thr
 whose views read the Parquet files (``duckdb+buffered://``, elm/data/gx_duckdb.py). Nothing is loaded into
 pandas, so 25M ratings validate in seconds. Checks that GX would compute with a join of the whole table
 (compound uniqueness, ``movieId`` in movies with a 62k-value set) are SQL queries for ``ExpectNoRowsFromQuery``
-that run once each.
+that run once each. A compound key is first checked in one streaming pass that proves a file sorted by it
+(as MovieLens publishes ratings and the genome) unique; only a file that pass cannot prove is sorted.
 
 GX does not raise on a failed expectation: it returns results. ``validate_tables`` turns the
 first failures into one ``DataValidationError`` so the ingest stage publishes nothing.
@@ -35,18 +36,44 @@ class DataValidationError(ValueError):
     """One or more expectations failed; the message names table, expectation and example rows."""
 
 
-def _duplicates(columns: list[str]):
-    from elm.data.gx_rows import BAD_ROWS, ExpectNoRowsFromQuery
+NO_ROWS = "expect_no_rows_from_query"
+"""How failures of ExpectNoRowsFromQuery and its ...UnlessProven variant are named (the same check)."""
+IN_FILE_ORDER = "__in_file_order"
+"""Suffix of the view of a table that adds each row's position in its Parquet file (``file_row_number``)."""
 
-    # Sort and compare neighbours: on 25M rows half the time of GROUP BY ... HAVING count(*) > 1 here.
+
+def _duplicates(table: str, columns: list[str]):
+    """(columns) unique. MovieLens publishes its files sorted by their key (ratings by user, then movie), so
+    the check first proves it in one streaming pass: each row's key is greater than the previous row's, in
+    file order. File order is not taken on trust: each row's previous row must be the one before it in the
+    file (``file_row_number``), so a scan that ever delivered rows out of order only sends the check to the
+    sort below, never to a wrong pass. Unsorted files and files with repeats take the sort."""
+    from elm.data.gx_rows import BAD_ROWS, ExpectNoRowsFromQueryUnlessProven
+
     cols = ", ".join(f'"{c}"' for c in columns)
+    # Sort and compare neighbours: on 25M rows half the time of GROUP BY ... HAVING count(*) > 1 here.
     prev = ", ".join(f'lag("{c}") OVER w AS "_prev_{c}"' for c in columns)
     same = " AND ".join(f'"{c}" = "_prev_{c}"' for c in columns)
-    return ExpectNoRowsFromQuery(
+    # A window with an empty OVER () keeps the scan's order and streams (DuckDB's documented order preservation).
+    prev_in_file = ", ".join(f'lag("{c}") OVER () AS "_prev_{c}"' for c in columns)
+    follows = "file_row_number = _prev_row + 1 AND " + _greater(columns)
+    return ExpectNoRowsFromQueryUnlessProven(
+        proof_query=f"SELECT {cols}, file_row_number FROM (SELECT {cols}, file_row_number, {prev_in_file}, "
+                    f'lag(file_row_number) OVER () AS _prev_row FROM "{table}{IN_FILE_ORDER}") '
+                    f"WHERE NOT coalesce({follows}, _prev_row IS NULL AND file_row_number = 0) LIMIT 1",
         unexpected_rows_query=f"SELECT {cols}, count(*) OVER () AS {BAD_ROWS} FROM "
                               f"(SELECT {cols}, {prev} FROM {{batch}} WINDOW w AS (ORDER BY {cols})) WHERE {same}",
         description=f"({', '.join(columns)}) unique (rows repeating another)",
     )
+
+
+def _greater(columns: list[str]) -> str:
+    """SQL: the row's ``columns`` are greater than the previous row's (``_prev_<column>``), in lexicographic
+    order; NULL where a value is NULL."""
+    c, *rest = columns
+    if not rest:
+        return f'"{c}" > "_prev_{c}"'
+    return f'("{c}" > "_prev_{c}" OR "{c}" = "_prev_{c}" AND {_greater(rest)})'
 
 
 def _known_movies():
@@ -69,7 +96,7 @@ def suites(tables: list[str]) -> dict[str, list]:
             E.ExpectTableColumnsToMatchSet(column_set=["userId", "movieId", "rating", "timestamp"], exact_match=True),
             *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("userId", "movieId", "rating", "timestamp")],
             E.ExpectColumnValuesToBeInSet(column="rating", value_set=HALF_STARS),
-            _duplicates(["userId", "movieId"]),
+            _duplicates("ratings", ["userId", "movieId"]),
             E.ExpectTableRowCountToBeBetween(min_value=1),
         ],
         "movies": [
@@ -91,7 +118,7 @@ def suites(tables: list[str]) -> dict[str, list]:
         ],
         "genome_scores": [
             E.ExpectColumnValuesToBeBetween(column="relevance", min_value=0.0, max_value=1.0),
-            _duplicates(["movieId", "tagId"]),
+            _duplicates("genome_scores", ["movieId", "tagId"]),
         ],
         "genome_tags": [
             E.ExpectColumnValuesToBeUnique(column="tagId"),
@@ -136,6 +163,8 @@ def validate_tables(paths: dict[str, Path], *, max_failures: int = 10) -> dict[s
         with duckdb.connect(str(db)) as con:
             for table, path in paths.items():
                 con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet({sql_literal(str(path))})')
+                con.execute(f'CREATE VIEW "{table}{IN_FILE_ORDER}" AS '
+                            f'SELECT * FROM read_parquet({sql_literal(str(path))}, file_row_number = true)')
         with warnings.catch_warnings():
             # GX reflects each table's column types; duckdb_engine's Postgres-based reflection does not know
             # DuckDB's list type (movies.genres), which no expectation looks at.
@@ -179,8 +208,8 @@ def _validate(url: str, tables: list[str], max_failures: int) -> dict[str, int]:
 def _failure(table: str, r) -> Failure:
     res = r.result or {}
     cfg = r.expectation_config
-    if cfg.type == "expect_no_rows_from_query":  # the query is long; its description says what it checks
-        return Failure(table, f"{cfg.type} [{cfg.description}]", {}, res.get("observed_value"),
+    if cfg.type.startswith(NO_ROWS):  # the queries are long; the description says what they check
+        return Failure(table, f"{NO_ROWS} [{cfg.description}]", {}, res.get("observed_value"),
                        (res.get("details") or {}).get("unexpected_rows", []))
     kwargs = {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}
     rows = res.get("partial_unexpected_index_list") or [{"value": v} for v in res.get("partial_unexpected_list", [])]
