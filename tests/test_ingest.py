@@ -90,10 +90,13 @@ def test_truncated_zip(store, tmp_path):
     assert store.latest("ingest") is None
 
 
-def test_zip_source_works(store, tmp_path):
+def test_zip_source_works_and_validation_logs_no_gx_chatter(store, tmp_path, caplog):
     z = _zip_of(SMALL, tmp_path / "ml-latest-small.zip")
-    art, _ = ingest(IngestConfig(source=str(z)), store, tmp_path / "data")
+    with caplog.at_level("INFO"):
+        art, _ = ingest(IngestConfig(source=str(z)), store, tmp_path / "data")
     assert art.rows["movies.parquet"] == 9742
+    gx_lines = [r.getMessage() for r in caplog.records if r.name.startswith("great_expectations")]
+    assert not [m for m in gx_lines if "ephemeral docs site" in m], gx_lines
 
 
 def test_checksum_mismatch(store, tmp_path):

@@ -179,6 +179,9 @@ def _validate(url: str, tables: list[str], max_failures: int) -> dict[str, int]:
     from elm.data import gx_duckdb
 
     gx_duckdb.register()
+    # This GX module sets its own logger to INFO when imported, so the WARNING level elm/logs.py gives
+    # "great_expectations" does not reach its "Created temporary directory ... for ephemeral docs site".
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = ctx.data_sources.add_sql("movielens", connection_string=url)
