@@ -317,7 +317,7 @@ def train(
 
 @app.command()
 def evaluate(
-    heldout_per_task: Optional[int] = typer.Option(None, help="Held-out movies scored per movie task. (default: 12)"),
+    heldout_per_task: Optional[int] = typer.Option(None, help="Held-out movies scored per movie task. (default: 24)"),
     heldout_users: Optional[int] = typer.Option(None, help="Held-out users whose profiles are scored. (default: 30)"),
     baseline_per_task: Optional[int] = typer.Option(None, help="Of those movies, how many the text-only baseline "
                                                     "answers per task (it is the slowest system). (default: 6)"),
