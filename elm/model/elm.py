@@ -174,11 +174,11 @@ class ELM(nn.Module):
         embeds = self.embed(input_ids, slot_mask, slot_vectors, slot_space)
         # Positions count real tokens only, so left padding does not shift the rotary positions.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        from transformers.modeling_outputs import CausalLMOutput
-
         if not target_logits_only or labels is None:
             return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                            labels=labels, **lm_kwargs)
+        from transformers.modeling_outputs import CausalLMOutput
+
         hidden = self.lm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
                                        position_ids=position_ids, **lm_kwargs).last_hidden_state
         targets = labels[:, 1:]  # position t predicts token t + 1, as the LM's own loss shifts them

@@ -132,7 +132,7 @@ class TrainConfig:
     stage2: StageConfig = StageConfig(steps=50, lr=1e-4, adapter_lr=1e-3, batch_size=8, warmup_steps=3)
     """Everything (or LoRA) with a new optimizer: warm-started adapters at the LM's rate, adapters that start
     random (warm_start=false) at 10x it, or they barely move. Step budgets are sized for the embedded default
-    on a 2-core CPU (stage 2: 178 s on a quiet machine)."""
+    on a 2-core CPU (stage 2: about 3 minutes on a quiet machine)."""
     warm_start: bool = True
     """Before stage 1, fit the movie adapter in closed form to captions of every training movie's facts, and
     the user adapter to captions of the films the CF model scores highest for every training user
