@@ -417,3 +417,30 @@ def test_docker_compose_config():
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
         assert out.stderr.strip() == "", out.stderr  # warnings too (unset variables, obsolete keys)
+
+
+def _fake_docker(folder: Path, version: str, buildx: bool) -> Path:
+    folder.mkdir()
+    script = folder / "docker"
+    script.write_text("#!/bin/sh\n"
+                      f'[ "$1" = buildx ] && exit {0 if buildx else 1}\n'
+                      f'[ "$1" = version ] && echo {version}\n')
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("first, second, picked", [
+    (("28.2.2", False), ("20.10.24+dfsg1", False), 1),  # a newer CLI without buildx shadows docker.io's
+    (("28.2.2", True), ("20.10.24+dfsg1", False), 0),   # with buildx it builds
+    (("27.0.1", False), ("26.1.0", False), None),        # none can: plain "docker", and the build says why
+])
+def test_make_picks_a_docker_cli_that_builds_with_buildkit(tmp_path, first, second, picked):
+    clis = [_fake_docker(tmp_path / f"bin{i}", v, b) for i, (v, b) in enumerate((first, second))]
+    tools = tmp_path / "tools"  # what the script needs, without the machine's own docker CLIs
+    tools.mkdir()
+    for name in ("bash", "sh", "which"):
+        (tools / name).symlink_to(shutil.which(name))
+    path = f"{clis[0].parent}:{clis[1].parent}:{tools}"
+    out = subprocess.run([str(DOCKER / "pick-cli.sh")], capture_output=True, text=True, check=True,
+                         env={"PATH": path}).stdout.strip()
+    assert out == (str(clis[picked]) if picked is not None else "docker")
