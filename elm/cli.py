@@ -210,7 +210,9 @@ def describe(
     max_new_tokens: Optional[int] = typer.Option(None, help="Cap on answer length (default: the task's "
                                                  "max_target_tokens; 128 for --prompt)."),
     temperature: float = typer.Option(0.0, help="0 = greedy (the default); above 0 samples."),
-    repetition_penalty: float = typer.Option(1.2, help="Penalty on repeated tokens (1.0 = off)."),
+    repetition_penalty: float = typer.Option(1.0,
+                                             help="Penalty on repeated tokens (1.0 = off; above 1 it garbles "
+                                                  "repeated digits, e.g. decades)."),
     no_repeat_ngram_size: int = typer.Option(4, help="Ban repeating any n-gram of this size (0 = off)."),
     seed: int = typer.Option(0, help="Sampling seed (with --temperature > 0)."),
     batch_size: int = typer.Option(8, help="Prompts per generate batch."),

@@ -339,3 +339,15 @@ def test_cli_describe(world, tmp_path):
 
     r = runner.invoke(app, ["describe", "--help"])
     assert r.exit_code == 0 and "elm describe --task summary --movie 1" in r.output and "--vectors" in r.output
+
+
+def test_the_cli_decodes_as_the_library_does_by_default():
+    """`elm describe` and Describer.describe (which evaluation uses) must decode alike unless told otherwise."""
+    import typer
+
+    from elm.serve.describe import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
+
+    cmd = typer.main.get_command(app).commands["describe"]
+    defaults = {p.name: p.default for p in cmd.params}
+    assert defaults["repetition_penalty"] == DEFAULT_REPETITION_PENALTY
+    assert defaults["no_repeat_ngram_size"] == DEFAULT_NO_REPEAT_NGRAM_SIZE

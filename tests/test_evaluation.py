@@ -25,7 +25,7 @@ from elm.model.config import ELMConfig, SpaceSpec
 from elm.evaluate.config import EvalConfig, EvaluationError
 from elm.evaluate.context import load_context, resolve_inputs
 from elm.evaluate.controls import controls, verdict
-from elm.evaluate.experiments import generalisation_rows, popular_control, score_by_task
+from elm.evaluate.experiments import facts_control, generalisation_rows, popular_control, score_by_task
 from elm.evaluate.scoring import GEN_COLUMNS, movie_targets, score_texts
 from elm.evaluate.stage import PARTS, evaluate
 from elm.evaluate.tables import aggregate_scores
@@ -170,6 +170,28 @@ def test_profile_controls_pair_bc_with_a_shuffled_user_and_a_popular_titles_text
                for line in lines)
 
 
+def test_the_facts_control_states_decade_and_genres_and_quotes_no_tag(world):
+    store, arts = world
+    ctx = load_context(arts, replace(SMALL, heldout_per_task=6), store)
+    rows = generalisation_rows(ctx, HELDOUT, ("summary", "similarities"))
+    facts = facts_control(ctx, rows)
+    assert (facts["experiment"] == "control").all() and (facts["system"] == "facts").all()
+    assert len(facts) == len(rows) and (facts["output"].str.len() > 0).all()
+    tags = ctx.tags.assign(tag=ctx.tags["tag"].str.strip().str.lower()).groupby("movieId")["tag"].agg(set)
+    quoted = [t for e, text in zip(facts["entity_id"], facts["output"]) for t in tags.get(e, ()) if f'"{t}"' in text]
+    assert quoted == []
+    tagged = [i for i, e in enumerate(rows["entity_id"]) if e in tags.index and rows["task"].iloc[i] == "summary"]
+    assert tagged, "the sample should hold a movie with user tags"
+    # the teacher quotes the tags of a tagged movie; the control, written from the same facts less its tags, does not
+    assert any('"' in rows["target"].iloc[i] and rows["target"].iloc[i] != facts["output"].iloc[i] for i in tagged)
+    gens = pd.concat([_planted(ctx, rows["target"].tolist(), rows)[0], facts])
+    c = {(r.measure, r.system): r for r in controls(gens, ctx.movies, seed=0).itertuples()}
+    assert c["decade", "facts"].value == 1.0 and c["genre_f1", "facts"].value > 0.9
+    assert c["specificity", "facts"].value > 0 and np.isfinite(c["specificity_ratio", "facts"].value)
+    assert any(line.startswith("A text of only the movie's decade and genres") for line in verdict(
+        controls(gens, ctx.movies, seed=0)))
+
+
 def test_a_text_naming_its_movie_is_cleaned_before_it_is_scored(world):
     store, arts = world
     ctx = load_context(arts, SMALL, store)
@@ -247,8 +269,11 @@ def test_evaluate_publishes_every_table_and_traces_numbers_to_texts(evaluated):
     assert list(gens.columns) == GEN_COLUMNS + ["sc2", "sc2_random"]
     g = gens[gens["experiment"] == "generalisation"]
     held = g[g["split"] == HELDOUT]
-    # the second encoder (the real packaged all-mpnet-base-v2) scored exactly the held-out movie rows
-    second = (gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT) & (gens["entity_kind"] == "movie")
+    # the second encoder (the real packaged all-mpnet-base-v2) scored exactly the held-out movie rows, the
+    # decade + genres control's included
+    second = (gens["experiment"].isin(["generalisation", "control"]) & (gens["split"] == HELDOUT)
+              & (gens["entity_kind"] == "movie"))
+    assert (gens.loc[second, "system"] == "facts").any()
     assert gens.loc[second, "sc2"].notna().all() and gens.loc[~second, "sc2"].isna().all()
     assert not np.allclose(gens.loc[second, "sc2"], gens.loc[second, "sc"])  # another encoder, other numbers
     ctrl = pd.read_parquet(art.file("controls.parquet"))
@@ -334,7 +359,7 @@ def test_an_interrupted_evaluation_resumes_with_the_parts_it_finished(world, mon
     art, hit = evaluate(arts, cfg, store)
     assert not hit and not calls and not work.exists()
     gens = pd.read_parquet(art.file("generations.parquet"))
-    assert set(gens["experiment"]) == {"generalisation", "interpolation"}
+    assert set(gens["experiment"]) == {"generalisation", "control", "interpolation"}  # control: decade + genres text
     # no CAV attributes: the classifier table is empty but keeps its columns, so SQL over the store still works
     from elm.sql import connect
 

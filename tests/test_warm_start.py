@@ -59,6 +59,26 @@ def test_held_out_vectors_read_as_their_captions(tiny_lm_dir):
     assert info["entities"] == 600 and info["soft_tokens"] == 8 and info["r2"] > 0.5
 
 
+def test_a_learned_hidden_layer_fits_the_captions_closer_and_is_reproducible(tiny_lm_dir):
+    dim = 48
+    space = SpaceSpec("semantic_movies", "movie", dim, "semantic/test")
+    vectors, movies = facts_world(400, dim)
+    captions = [movie_caption(y, g) for y, g in zip(movies["year"], movies["genres"])]
+
+    def fitted(epochs: int):
+        torch.manual_seed(0)
+        elm = ELM.from_base(ELMConfig(spaces=(space,), base_model=str(tiny_lm_dir), adapter={"soft_tokens": 8}))
+        first = elm.adapters[space.name].mlp[0].weight.detach().clone()
+        info = warm_start_adapter(elm, space.name, vectors, captions, epochs=epochs, seed=3)
+        return info, first, elm.adapters[space.name].mlp[0].weight.detach().clone()
+
+    (rand, w0, w_rand), (learned, w0b, w_learned), (again, _, w_again) = fitted(0), fitted(30), fitted(30)
+    assert torch.equal(w0, w_rand) and torch.equal(w0, w0b)  # 0 epochs: the random hidden layer is kept
+    assert not torch.allclose(w_learned, w0)  # epochs > 0: it is learned
+    assert learned["r2"] > rand["r2"] and learned["epochs"] == 30, (rand, learned)
+    assert torch.equal(w_learned, w_again)  # seeded: the same fit every time
+
+
 def test_a_warm_started_adapter_trains_at_the_lms_rate_a_random_one_at_adapter_lr(tiny_lm_dir):
     """At adapter_lr the warm-started movie adapter drifted off its captions within stage 2; the user
     adapter, which starts random, still needs the higher rate."""

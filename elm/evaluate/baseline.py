@@ -8,7 +8,7 @@ What the comparison shows: the ELM sees only a vector, the baseline sees a title
 remembers about it. A small LLM remembers little, so the baseline mostly measures how far a title alone
 gets a model; the references (random, teacher) put both on the same scale.
 
-Decoding is the ELM's (greedy, repetition penalty 1.2, no repeated 4-grams) so the two differ only in
+Decoding is the ELM's (greedy, no repeated 4-grams, elm/serve/describe.py) so the two differ only in
 what they read.
 """
 

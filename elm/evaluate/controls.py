@@ -2,7 +2,9 @@
 
 A score without its control is not a result: a model that writes one text per task scores above the
 ``random`` reference (measured on the teacher's texts) without reading anything. So, on the held-out movie
-rows of the generalisation experiment, for every system (elm, baseline, truth = the teacher):
+rows of the generalisation experiment, for every system (elm, baseline, truth = the teacher, and facts = the
+template teacher writing from the decade and genres alone, experiments.py: facts_control, the most an ELM
+that reads only those facts can reach):
 
     sc                   mean SC of the cleaned text against its own movie's vector
     sc_shuffled          the same texts against the other held-out movies' vectors (same task; the mean over
@@ -43,14 +45,15 @@ COLUMNS = ["measure", "system", "n", "value", "low", "high", "control"]
 """controls.parquet: n counts what the value averages over (movies, tasks); control: the measure's own
 shuffled control where it has one (for facts: the text against another movie's facts)."""
 
-SYSTEMS = ("elm", "baseline", "truth", "popular")
+SYSTEMS = ("elm", "baseline", "truth", "facts", "popular")
 SECOND = {m: f"{m}2" for m in ("sc", "sc_shuffled", "specificity", "specificity_ratio", "normalised")}
 """The SC measures again under the second encoder (second_encoder.py), as <measure>2."""
 
 
 def heldout_movie_rows(gens: pd.DataFrame) -> pd.Series:
-    """The rows every control is measured on: held-out movie rows of the generalisation experiment."""
-    return ((gens["experiment"] == "generalisation") & (gens["split"] == HELDOUT)
+    """The rows every control is measured on: held-out movie rows of the generalisation experiment (and of
+    the facts control on the same rows)."""
+    return (gens["experiment"].isin(["generalisation", "control"]) & (gens["split"] == HELDOUT)
             & (gens["entity_kind"] == "movie"))
 
 
@@ -215,6 +218,7 @@ LABELS = [("sc", "SC against its own movie"), ("sc_shuffled", "SC against a shuf
           ("bc_specificity", "profiles: BC specificity (own - shuffled)"),
           ("bc_normalised", "profiles: normalised BC (0 random, 1 teacher)")]
 """The measures in reading order, with what a person calls them."""
+SYSTEM_NAMES = {"truth": "teacher", "facts": "decade + genres only", "popular": "popular titles"}
 
 
 def _cell(row) -> str:
@@ -231,7 +235,7 @@ def _cell(row) -> str:
 def controls_table(ctrl: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the controls as text cells: value [95% interval] (shuffled control)."""
     systems = [s for s in SYSTEMS if s in set(ctrl["system"])]
-    header = ["measure (held-out movies, users)"] + [{"truth": "teacher", "popular": "popular titles"}.get(s, s)
+    header = ["measure (held-out movies, users)"] + [SYSTEM_NAMES.get(s, s)
                                                      for s in systems]
     rows = []
     for measure, label in LABELS:
@@ -274,6 +278,11 @@ def verdict(ctrl: pd.DataFrame) -> list[str]:
     if ("normalised", "elm") in by:
         out.append(f"Normalised SC of the ELM {ci(by['normalised', 'elm'])} (0: as good as a text about another "
                    "movie, 1: as good as the teacher's text).")
+    facts = by.get(("specificity_ratio", "facts"))
+    if facts is not None and np.isfinite(facts.value) and ("normalised", "facts") in by:
+        out.append(f"A text of only the movie's decade and genres (the template teacher without user tags) has "
+                   f"{ci(facts, True)} of the teacher's specificity and normalised SC {ci(by['normalised', 'facts'])}: "
+                   "what an ELM that states those facts perfectly, and nothing else, would score.")
     if ("normalised", "baseline") in by:
         named = by.get(("named", "baseline"))
         out.append(f"The text-only baseline, which reads the title, scores {ci(by['normalised', 'baseline'])} after "

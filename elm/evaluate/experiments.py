@@ -1,7 +1,8 @@
 """The experiments' parts: each generates texts for one slice of an evaluation and scores them (scoring.py).
 
     generalisation_part       the ELM's text and the teacher's on held-out (or training) entities of every task,
-                              plus the profile control a text naming popular films gives (popular_control)
+                              plus the profile control a text naming popular films gives (popular_control) and
+                              the movie control a text of only the decade and genres gives (facts_control)
     baseline_part             the text-only baseline on the same held-out movie rows
     interpolation_*_part      movie and user pairs mixed at weights a (interpolation.py)
     cav_part                  entities moved along an attribute's CAVs (cav.py), fitted by fit_attribute_cavs
@@ -116,12 +117,14 @@ def generalisation_part(ctx: Context, split: str, tasks: Sequence[str]) -> pd.Da
                                               batch_size=ctx.cfg.batch_size)
     base = {"split": split}
     profiles = rows[rows["task"] == PROFILE_TASK]
+    movies = rows[rows["task"] != PROFILE_TASK]
     return pd.concat([
         score_by_task(ctx, rows, [a.text for a in answers], base | {"system": "elm"},
                       prompt=[a.prompt for a in answers], space=[a.slots[0].space for a in answers],
                       nearest_cosine=[a.slots[0].nearest_cosine for a in answers]),
         score_by_task(ctx, rows, rows["target"].tolist(), base | {"system": "truth", "prompt": "", "space": ""}),
         *([popular_control(ctx, profiles)] if split == HELDOUT and len(profiles) else []),
+        *([facts_control(ctx, movies)] if split == HELDOUT and len(movies) else []),
     ], ignore_index=True)
 
 
@@ -140,6 +143,29 @@ def popular_control(ctx: Context, profiles: pd.DataFrame) -> pd.DataFrame:
     much of a profile's BC needs no vector at all (experiment "control", system "popular")."""
     d = score_by_task(ctx, profiles, [popular_profile(ctx)] * len(profiles),
                       {"split": HELDOUT, "system": "popular", "prompt": "", "space": ""})
+    return d.assign(experiment="control")
+
+
+def facts_control(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
+    """What reading the decade and genres perfectly buys, and no more: the template teacher's text for each
+    held-out movie row written from the movie's year and genres alone (no user tags, no title). The teacher's
+    targets also quote user tags, which a vector of the embedded default barely carries, so this system's
+    specificity is the most an ELM that states decade and genres can reach (experiment "control", system
+    "facts"). A row whose movie has neither gets an empty text."""
+    from elm.synth.facts import movie_facts
+    from elm.synth.teachers.template import TemplateTeacher
+
+    facts = movie_facts(ctx.movies).set_index("movieId", drop=False)
+    teacher = TemplateTeacher()
+
+    def text(r) -> str:
+        partner = facts.loc[int(r.partner_id)].to_dict() if pd.notna(r.partner_id) else None
+        try:
+            return teacher.generate(get_task(r.task), facts.loc[int(r.entity_id)].to_dict(), partner)
+        except ValueError:  # no year and no genre: nothing to state
+            return ""
+    d = score_by_task(ctx, rows, [text(r) for r in rows.itertuples()],
+                      {"split": HELDOUT, "system": "facts", "prompt": "", "space": ""})
     return d.assign(experiment="control")
 
 

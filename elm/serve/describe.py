@@ -23,8 +23,8 @@ as many as the prompt has slots: one answer per group. Far outside the data the 
 (docs/METHOD.md, "Known weaknesses"): every answer carries its inputs' nearest real entity and cosine so that
 interpolations, CAV moves and random vectors are visibly out of distribution.
 
-Generation is greedy by default with a repetition penalty and a ban on repeated 4-grams: small models loop
-without them (docs/METHOD.md, "Known weaknesses"). Batches go through ``ELM.generate`` (KV cache, left padding).
+Generation is greedy by default with a ban on repeated 4-grams: small models loop without it (a repetition
+penalty is available, off by default: it garbles numbers such as decades) (docs/METHOD.md, "Known weaknesses"). Batches go through ``ELM.generate`` (KV cache, left padding).
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ from elm.synth.catalog import EMB_TOKEN, Task, get_task, render_elm_prompt
 TABLE_FILES = {"movie": "movies.parquet", "user": "users.parquet"}
 """The vector table of a space, by kind, inside its source artifact (semantic/ or behavioral/)."""
 
-DEFAULT_REPETITION_PENALTY = 1.2
+DEFAULT_REPETITION_PENALTY = 1.0
+"""Off: a penalty on repeated tokens rewrites facts whose digits repeat. At 1.2 the held-out summaries stated
+the decade right 68% of the time, at 1.0 96% (50 movies; "1990s" repeats its 9, "2000s" its 0). The 4-gram ban
+alone keeps greedy decoding out of loops."""
 DEFAULT_NO_REPEAT_NGRAM_SIZE = 4
 """4, not 3: "of the movie" may recur in a good review; a 4-gram loop is already a loop."""
 FREE_PROMPT_MAX_NEW_TOKENS = 128

@@ -139,6 +139,11 @@ class TrainConfig:
     (elm/train/warm_start.py): the adapters then start where the LM can read them."""
     warm_start_ridge: float = 1.0
     """Ridge penalty of that fit."""
+    warm_start_epochs: int = 20
+    """Epochs of gradient descent on the whole adapter toward the captions before that fit, so its hidden layer
+    is learned rather than random (about 45 s for ml-latest-small's 8,773 training movies on 2 cores). Held-out
+    summaries then state genres with F1 0.70 instead of 0.59 (24 movies; docs/METHOD.md, "Training"). 0: random
+    hidden layer, one linear solve."""
     eval_every: int = 15
     """Validation loss every this many steps of a stage (0: only before training and after each stage)."""
     eval_examples: int = 40
@@ -187,6 +192,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.warm_start={self.warm_start!r} must be true or false")
         if not isinstance(self.warm_start_ridge, (int, float)) or not self.warm_start_ridge > 0:
             raise ValueError(f"TrainConfig.warm_start_ridge={self.warm_start_ridge!r} must be a number > 0")
+        if not _is_int(self.warm_start_epochs) or self.warm_start_epochs < 0:
+            raise ValueError(f"TrainConfig.warm_start_epochs={self.warm_start_epochs!r} must be an int >= 0")
         if not _is_int(self.keep_checkpoints) or self.keep_checkpoints < 1:
             raise ValueError(f"TrainConfig.keep_checkpoints={self.keep_checkpoints!r} must be an int >= 1")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -144,7 +144,8 @@ def fit(cfg: TrainConfig, data: TrainData, work_dir: Path, *, resume: bool = Fal
     elm = ELM.from_base(cfg.elm_config(data.spaces), store, samples=data.samples).to(acc.device)
     warm = tuple(w["space"] for w in data.warm_start)
     if restore is None:  # a restored checkpoint brings its own adapters
-        state["warm_start"] = [warm_start_adapter(elm, w["space"], w["vectors"], w["captions"], cfg.warm_start_ridge)
+        state["warm_start"] = [warm_start_adapter(elm, w["space"], w["vectors"], w["captions"], cfg.warm_start_ridge,
+                                                  cfg.warm_start_epochs, cfg.seed)
                                for w in data.warm_start]
     elm.train()
     collate = elm.collator()

@@ -12,9 +12,11 @@ captions first, but without training: every training-split movie gets a caption 
     " 1990s comedy romance"   ->  tokens  1 9 9 0 s ␣comedy ␣romance ␣film  (padded to soft_tokens)
 
 and the adapter's last layer is fitted by ridge regression so that its soft tokens for the movie's vector
-are the LM's input embeddings of those caption tokens. The hidden layer keeps its random init (random
-features), so this is one linear solve over all training movies: seconds on a CPU, and it uses every movie
-of the catalog, not the few hundred the step budget lets training see. Held-out movies are never used.
+are the LM's input embeddings of those caption tokens. That is one linear solve over all training movies:
+seconds on a CPU, and it uses every movie of the catalog, not the few hundred the step budget lets training
+see. Held-out movies are never used. With ``epochs`` > 0 the whole MLP is first fitted to the same targets by
+gradient descent, so the hidden layer holds learned features rather than random ones (TrainConfig.
+warm_start_epochs); the last layer is then solved as before.
 The LM then reads a held-out movie's vector as (nearly) the words of its caption; training teaches it to
 say them in the tasks' forms.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,12 +72,34 @@ def caption_token_ids(tokenizer, captions: Sequence[str], k: int) -> torch.Tenso
     return torch.tensor(out, dtype=torch.long)
 
 
+def fit_hidden_layers(adapter, x: torch.Tensor, target: torch.Tensor, epochs: int, seed: int = 0,
+                      batch_size: int = 256, lr: float = 1e-3) -> None:
+    """Adam on the mean squared error between adapter(x) and target [n, k, hidden], every layer trained."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(adapter.parameters(), lr=lr)
+    was_training = adapter.training
+    adapter.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), batch_size):
+            j = order[i:i + batch_size]
+            loss = (adapter(x[j]).float() - target[j]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    adapter.train(was_training)
+
+
 @torch.no_grad()
 def fit_adapter_to_captions(adapter, vectors: np.ndarray, token_ids: torch.Tensor, embeddings: torch.Tensor,
-                            ridge: float = 1.0) -> float:
+                            ridge: float = 1.0, epochs: int = 0, seed: int = 0) -> float:
     """Set the adapter's last layer so that adapter(vectors) ~ embeddings[token_ids] (ridge regression on
-    the hidden features); returns the fraction of the targets' variance explained on the fitting rows."""
+    the hidden features, learned first for ``epochs`` epochs when > 0); returns the fraction of the targets'
+    variance explained on the fitting rows."""
     x = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+    if epochs:
+        with torch.enable_grad():
+            fit_hidden_layers(adapter, x, embeddings.detach().float()[token_ids], epochs, seed)
     w_dtype = adapter.last.weight.dtype
     feats = adapter.mlp[:-1](adapter.normalize(x.to(w_dtype))).float()
     feats = torch.cat([feats, torch.ones(len(feats), 1)], dim=1)
@@ -115,14 +140,19 @@ def user_captions(user_vectors: np.ndarray, item_ids: np.ndarray, item_factors: 
     return [user_caption([titles[item_ids[j]] for j in row]) for row in top]
 
 
-def warm_start_adapter(elm, space: str, vectors: np.ndarray, captions: Sequence[str], ridge: float = 1.0) -> dict:
+def warm_start_adapter(elm, space: str, vectors: np.ndarray, captions: Sequence[str], ridge: float = 1.0,
+                       epochs: int = 0, seed: int = 0) -> dict:
     """Fit ``elm.adapters[space]`` to ``captions`` (one per row of ``vectors``). Returns what the log and the
     train summary report."""
     adapter = elm.adapters[space]
     k = adapter.cfg.soft_tokens
     ids = caption_token_ids(elm.tokenizer, captions, k)
-    r2 = fit_adapter_to_captions(adapter, vectors, ids, elm.lm.get_input_embeddings().weight, ridge)
-    log.info("warm start: %s adapter fitted to the captions of %d training entities (%d soft tokens, R^2 %.2f), "
-             "e.g. %r", space, len(captions), k, r2, captions[0].strip())
-    return {"space": space, "entities": len(captions), "soft_tokens": k, "r2": round(r2, 3), "ridge": ridge}
+    t0 = time.perf_counter()
+    r2 = fit_adapter_to_captions(adapter, vectors, ids, elm.lm.get_input_embeddings().weight, ridge, epochs, seed)
+    log.info("warm start: %s adapter fitted to the captions of %d training entities (%d soft tokens, %s, "
+             "R^2 %.2f, %.0f s), e.g. %r", space, len(captions), k,
+             f"hidden layer learned in {epochs} epochs" if epochs else "random hidden layer", r2,
+             time.perf_counter() - t0, captions[0].strip())
+    return {"space": space, "entities": len(captions), "soft_tokens": k, "r2": round(r2, 3), "ridge": ridge,
+            "epochs": epochs}
 
