@@ -97,6 +97,10 @@ def test_pipeline_config_file_is_checked_before_any_stage_runs(tmp_path):
     small = read_config(str(Path(__file__).resolve().parents[1] / "configs" / "flows" / "small.json"))
     assert small["training"]["stage2"]["steps"] > 0 and small["evaluation"]["second_encoder"] is None
     assert read_config(None) == {}
+    # the full-scale recipe (README, "Going big") is a valid set of flow parameters, not just prose
+    big = read_config(str(Path(__file__).resolve().parents[1] / "configs" / "flows" / "ml-25m-gpu.json"))
+    assert big["dataset"] == "ml-25m" and big["synthesis"]["teacher"] == "openai"
+    assert big["training"]["mixed_precision"] == "bf16" and big["training"]["accelerate_config"] == "gpu"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"training": {"stage2": {"steps": 1}}}))
     with pytest.raises(ParameterTypeError, match="training.stage2.lr"):
