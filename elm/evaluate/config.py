@@ -27,10 +27,11 @@ PROFILE_TASK = "user_profile"
 EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"),
                      files=("generations.parquet", "scores.parquet", "controls.parquet", "interpolation.parquet",
                             "cav.parquet", "cav_classifiers.parquet", "eval_config.json"),
-                     code_version="5")  # 2: every system's text cleaned of its movie's name; controls.parquet
+                     code_version="6")  # 2: every system's text cleaned of its movie's name; controls.parquet
 # 3: the shuffled reference averages over every other entity; batched interpolation and CAV
 # 4: scores.parquet: the baseline's references on its own movies (baseline_truth, baseline_random)
 # 5: profile controls (BC specificity, the popular-titles control)
+# 6: the decade + genres control (system "facts"); decoding without a repetition penalty
 """The stage's contract (elm/lineage.py). Its inputs are the train artifact and that artifact's lineage: the
 vectors the model read, the task data, the ingested tables (context.resolve_inputs)."""
 

@@ -82,7 +82,7 @@ def fit_hidden_layers(adapter, x: torch.Tensor, target: torch.Tensor, epochs: in
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
-            j = order[i:i + batch_size]
+            j = order[i:i + batch_size].to(x.device)
             loss = (adapter(x[j]).float() - target[j]).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -96,16 +96,18 @@ def fit_adapter_to_captions(adapter, vectors: np.ndarray, token_ids: torch.Tenso
     """Set the adapter's last layer so that adapter(vectors) ~ embeddings[token_ids] (ridge regression on
     the hidden features, learned first for ``epochs`` epochs when > 0); returns the fraction of the targets'
     variance explained on the fitting rows."""
-    x = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+    # On the adapter's device (a GPU run moves the ELM there before the warm start).
+    x = torch.as_tensor(np.asarray(vectors), dtype=torch.float32, device=adapter.last.weight.device)
+    token_ids = token_ids.to(embeddings.device)
     if epochs:
         with torch.enable_grad():
             fit_hidden_layers(adapter, x, embeddings.detach().float()[token_ids], epochs, seed)
     w_dtype = adapter.last.weight.dtype
     feats = adapter.mlp[:-1](adapter.normalize(x.to(w_dtype))).float()
-    feats = torch.cat([feats, torch.ones(len(feats), 1)], dim=1)
+    feats = torch.cat([feats, torch.ones(len(feats), 1, device=feats.device)], dim=1)
     target = embeddings.detach().float()[token_ids].reshape(len(x), -1)  # [n, k * hidden]
     gram = feats.T @ feats
-    gram += ridge * torch.eye(len(gram))
+    gram += ridge * torch.eye(len(gram), device=gram.device)
     gram[-1, -1] -= ridge  # the bias is not shrunk
     w = torch.linalg.solve(gram, feats.T @ target)
     adapter.last.weight.copy_(w[:-1].T.to(w_dtype))
