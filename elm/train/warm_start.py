@@ -39,6 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from elm.metrics.facts import decade_of
 
@@ -79,7 +80,7 @@ def fit_hidden_layers(adapter, x: torch.Tensor, target: torch.Tensor, epochs: in
     opt = torch.optim.Adam(adapter.parameters(), lr=lr)
     was_training = adapter.training
     adapter.train()
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="warm start", unit="epoch", leave=False):
         order = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
             j = order[i:i + batch_size].to(x.device)
@@ -98,14 +99,14 @@ def fit_adapter_to_captions(adapter, vectors: np.ndarray, token_ids: torch.Tenso
     variance explained on the fitting rows."""
     # On the adapter's device (a GPU run moves the ELM there before the warm start).
     x = torch.as_tensor(np.asarray(vectors), dtype=torch.float32, device=adapter.last.weight.device)
-    token_ids = token_ids.to(embeddings.device)
+    tokens = embeddings.detach().float()[token_ids.to(embeddings.device)]  # [n, k, hidden]
     if epochs:
         with torch.enable_grad():
-            fit_hidden_layers(adapter, x, embeddings.detach().float()[token_ids], epochs, seed)
+            fit_hidden_layers(adapter, x, tokens, epochs, seed)
     w_dtype = adapter.last.weight.dtype
     feats = adapter.mlp[:-1](adapter.normalize(x.to(w_dtype))).float()
     feats = torch.cat([feats, torch.ones(len(feats), 1, device=feats.device)], dim=1)
-    target = embeddings.detach().float()[token_ids].reshape(len(x), -1)  # [n, k * hidden]
+    target = tokens.reshape(len(x), -1)  # [n, k * hidden]
     gram = feats.T @ feats
     gram += ridge * torch.eye(len(gram), device=gram.device)
     gram[-1, -1] -= ridge  # the bias is not shrunk
