@@ -28,7 +28,7 @@ export OPENBLAS_NUM_THREADS := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup run ingest embeddings synthesize train evaluate report profile server deploy full reevaluate \
-	worker test bench-ingest bench-wals bench-teacher bench-train bench clean \
+	worker test bench-ingest bench-wals bench-teacher bench-train bench-guidance bench clean \
 	docker-engine docker-base docker-wheels docker-wheels-gpu docker-build docker-build-gpu docker-images docker-test docker-up docker-down explore
 
 help:
@@ -48,6 +48,7 @@ help:
 	@echo "make reevaluate  run elm/reevaluate now and watch it (same checks)"
 	@echo "make worker   a Prefect worker for the work pool of make deploy WORK_POOL=elm (schedules outlive it)"
 	@echo "make bench    benchmarks (printed as ratios against a baseline measured in the same run)"
+	@echo "make bench-guidance  guided vs plain decoding of held-out summaries (needs a trained ELM: make run)"
 	@echo "make clean    remove .venv (artifacts/ and data/ are kept)"
 	@echo "make docker-test  build the images without a registry (base, wheelhouse, CPU image) and test them (docker/README.md)"
 
@@ -130,6 +131,9 @@ bench-teacher: setup
 
 bench-train: setup
 	$(PY) bench/bench_train.py
+
+bench-guidance: setup
+	$(PY) bench/bench_guidance.py
 
 bench: bench-ingest bench-wals bench-teacher bench-train
 

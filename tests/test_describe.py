@@ -266,11 +266,44 @@ def test_spaces_without_a_table_and_explicit_tables(world, tiny_lm_dir):
         nd.describe("summary", movies=[1])
     (a,) = nd.describe("summary", vectors=[d.table(SEM).lookup([1])[0]], **KW)  # raw vectors still work
     assert a.slots[0].nearest_id is None and "no vector table" in a.format()
+    # ... decoded without the default guidance (no mean to guide from), as guidance 1 decodes them.
+    assert [a.text] == texts(nd.describe("summary", vectors=[d.table(SEM).lookup([1])[0]], guidance_scale=1, **KW))
     explicit = Describer(bare, d.store, tables={SEM: d.table(SEM).vectors}, titles={1: "Toy Story"})
-    (b,) = explicit.describe("summary", movies=[1], **KW)
+    (b,) = explicit.describe("summary", movies=[1], guidance_scale=1, **KW)
     assert (b.slots[0].nearest_id, b.slots[0].nearest_title) == (1, "Toy Story") and b.text == a.text
+    # With a table there is a mean, so the default decoding is guided (guidance_scale=1 above turned it off).
+    assert texts(explicit.describe("summary", movies=[1], **KW)) != [a.text]
     with pytest.raises(DescribeError, match=r"tables given for unknown space\(s\) \['users'\]"):
         Describer(bare, d.store, tables={"users": d.table(SEM).vectors})
+
+
+def test_guidance_pulls_away_from_the_spaces_mean_vector(world):
+    """Describer's null input is the mean of the space's real vectors: guiding the mean itself changes
+    nothing (its null is itself), guiding a movie changes its text, and at scale 0 every movie gets the mean's
+    text. Without a vector table there is no mean: a clear error, not a silent unguided answer."""
+    _, _, d, elm = world
+    mean = d.table(SEM).vectors.matrix.mean(axis=0)
+    (plain_mean,) = texts(d.describe("summary", vectors=[mean], **KW))
+    assert texts(d.describe("summary", vectors=[mean], guidance_scale=3.0, **KW)) == [plain_mean]
+    assert texts(d.describe("summary", movies=MOVIES, guidance_scale=0.0, **KW)) == [plain_mean] * len(MOVIES)
+    plain, guided = (texts(d.describe("summary", movies=MOVIES, guidance_scale=g, **KW)) for g in (1.0, 3.0))
+    assert guided != plain
+    assert texts(d.describe("summary", movies=MOVIES, guidance_scale="movie=3", **KW)) == guided
+    # Per slot kind: users unguided while movies are guided, in one batch of two tasks.
+    users = d.table(USR).vectors.ids[:2].tolist()
+    plain_users = texts(d.describe("user_profile", users=users, guidance_scale=1.0, **KW))
+    both = d.describe_requests([("summary", m) for m in MOVIES] + [("user_profile", u) for u in users],
+                               spaces=None, guidance_scale={"movie": 3.0, "user": 1.0}, **KW)
+    assert texts(both) == guided + plain_users
+    assert texts(d.describe("user_profile", users=users, guidance_scale=3.0, **KW)) != plain_users
+    for bad, msg in [({"film": 2.0}, r"keys are slot kinds, 'movie' and 'user'; got \['film'\]"),
+                     ("movie=x", "neither a number nor movie=SCALE"), (-1.0, r"must be a number in \[0, 10\]")]:
+        with pytest.raises(DescribeError, match=msg):
+            d.describe("summary", movies=MOVIES[:1], guidance_scale=bad, **KW)
+    bare = Describer(elm, ArtifactStore(d.store.root))
+    bare.spaces[SEM] = SpaceSpec(SEM, "movie", bare.spaces[SEM].dim)  # no source: no table, no mean
+    with pytest.raises(DescribeError, match="vector guidance needs space 'semantic_movies'.s real vectors"):
+        bare.describe("summary", vectors=[mean], guidance_scale=2.0, **KW)
 
 
 def test_vector_files(tmp_path):
@@ -345,9 +378,16 @@ def test_the_cli_decodes_as_the_library_does_by_default():
     """`elm describe` and Describer.describe (which evaluation uses) must decode alike unless told otherwise."""
     import typer
 
-    from elm.serve.describe import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
+    from elm.evaluate.config import EvalConfig
+    from elm.serve.describe import DEFAULT_GUIDANCE_SCALE, DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
 
     cmd = typer.main.get_command(app).commands["describe"]
     defaults = {p.name: p.default for p in cmd.params}
     assert defaults["repetition_penalty"] == DEFAULT_REPETITION_PENALTY
     assert defaults["no_repeat_ngram_size"] == DEFAULT_NO_REPEAT_NGRAM_SIZE
+    assert defaults["guidance"] is None  # the library's default
+    assert EvalConfig().guidance_scale == dict(DEFAULT_GUIDANCE_SCALE)
+    said = ",".join(f"{k}={v:g}" for k, v in DEFAULT_GUIDANCE_SCALE.items())  # the help states the default
+    for name in ("describe", "evaluate"):
+        assert f"(default: {said})" in next(p.help for p in typer.main.get_command(app).commands[name].params
+                                             if p.name == "guidance")

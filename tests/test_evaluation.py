@@ -413,7 +413,9 @@ def test_a_cav_attribute_with_too_few_positives_fails_before_generating(world, m
 @pytest.mark.parametrize("bad, match", [
     (dict(heldout_per_task=1), "heldout_per_task"), (dict(tasks=("nope",)), "unknown task"),
     (dict(alphas=(0.0, 1.5)), "alphas"), (dict(cav_attributes=("mood:happy",)), "genre"),
-    (dict(max_new_tokens=2), "max_new_tokens"), (dict(batch_size=0), "batch_size")])
+    (dict(max_new_tokens=2), "max_new_tokens"), (dict(batch_size=0), "batch_size"),
+    (dict(guidance_scale={"movies": 2.0}), r"guidance_scale: keys are slot kinds.*\['movies'\]"),
+    (dict(guidance_scale=-0.5), r"guidance_scale: the movie scale must be a number in \[0, 10\]")])
 def test_eval_config_validates(bad, match):
     with pytest.raises(ValueError, match=match):
         EvalConfig(**bad)
@@ -423,6 +425,8 @@ def test_eval_config_round_trips_and_rejects_unknown_fields(tmp_path):
     p = tmp_path / "eval.json"
     p.write_text(pd.Series(SMALL.to_dict()).to_json())
     assert EvalConfig.load(p) == SMALL
+    assert EvalConfig(guidance_scale=1.5).guidance_scale == {"movie": 1.5, "user": 1.5}  # one number: both kinds
+    assert EvalConfig.from_dict({"guidance_scale": {"movie": 3}}).guidance_scale == {"movie": 3.0, "user": 1.0}
     with pytest.raises(ValueError, match="EvalConfig: unknown field"):
         EvalConfig.from_dict({"heldout": 3})
 

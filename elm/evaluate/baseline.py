@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from elm.model.base_lm import LOAD_LOCK
-from elm.serve.describe import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
+from elm.serve.decoding import DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY
 from elm.synth.catalog import Task, slot_fields
 from elm.synth.teachers.local import LocalTeacher, LocalTeacherConfig
 from elm.synth.teachers.base import SYSTEM_PROMPT

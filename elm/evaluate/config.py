@@ -4,7 +4,7 @@ which tasks it scores (selected_tasks)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ from elm.lineage import StageSpec
 from elm.evaluate.cav import parse_attribute
 from elm.evaluate.interpolation import DEFAULT_ALPHAS, check_alphas
 from elm.metrics.behavioral_consistency import DEFAULT_K
+from elm.serve.decoding import DEFAULT_GUIDANCE_SCALE, check_guidance
+from elm.serve.errors import DescribeError
 from elm.synth.catalog import MOVIE_TASKS, get_task
 
 SUMMARY_TASK = "summary"
@@ -27,11 +29,12 @@ PROFILE_TASK = "user_profile"
 EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"),
                      files=("generations.parquet", "scores.parquet", "controls.parquet", "interpolation.parquet",
                             "cav.parquet", "cav_classifiers.parquet", "eval_config.json"),
-                     code_version="6")  # 2: every system's text cleaned of its movie's name; controls.parquet
+                     code_version="7")  # 2: every system's text cleaned of its movie's name; controls.parquet
 # 3: the shuffled reference averages over every other entity; batched interpolation and CAV
 # 4: scores.parquet: the baseline's references on its own movies (baseline_truth, baseline_random)
 # 5: profile controls (BC specificity, the popular-titles control)
 # 6: the decade + genres control (system "facts"); decoding without a repetition penalty
+# 7: movie slots decoded with vector guidance (guidance_scale, elm/model/guidance.py)
 """The stage's contract (elm/lineage.py). Its inputs are the train artifact and that artifact's lineage: the
 vectors the model read, the task data, the ingested tables (context.resolve_inputs)."""
 
@@ -64,6 +67,10 @@ class EvalConfig:
     max_new_tokens: int | None = 96
     """Cap on generated tokens per text (None: each task's own budget). SC needs a few sentences, not 192
     tokens; the cap is what keeps evaluation within minutes on a CPU."""
+    guidance_scale: dict = field(default_factory=lambda: dict(DEFAULT_GUIDANCE_SCALE))
+    """Vector guidance of the ELM's decoding by slot kind, {"movie": 2.0, "user": 1.0} (elm/model/guidance.py;
+    1 = off; one number sets both): the default of ``elm describe``, so the report measures the decoding users
+    get."""
     batch_size: int = 16
     """Texts per generate call (16 decodes ~1.2x faster than 8 here: bench/bench_teacher.py)."""
     dtype: str = "auto"
@@ -115,6 +122,10 @@ class EvalConfig:
             object.__setattr__(self, "tasks", tuple(self.tasks))
             for t in self.tasks:
                 get_task(t)  # UnknownTaskError lists the known tasks
+        try:
+            object.__setattr__(self, "guidance_scale", check_guidance(self.guidance_scale, "EvalConfig.guidance_scale"))
+        except DescribeError as e:
+            raise ValueError(str(e)) from None
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"EvalConfig.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))

@@ -114,7 +114,8 @@ def generalisation_part(ctx: Context, split: str, tasks: Sequence[str]) -> pd.Da
     requests = [(r.task, (int(r.entity_id), int(r.partner_id)) if pd.notna(r.partner_id) else int(r.entity_id))
                 for r in rows.itertuples()]
     answers = ctx.describer.describe_requests(requests, max_new_tokens=ctx.cfg.max_new_tokens,
-                                              batch_size=ctx.cfg.batch_size)
+                                              batch_size=ctx.cfg.batch_size,
+                                              guidance_scale=ctx.cfg.guidance_scale)
     base = {"split": split}
     profiles = rows[rows["task"] == PROFILE_TASK]
     movies = rows[rows["task"] != PROFILE_TASK]
@@ -201,7 +202,8 @@ def interpolation_movie_part(ctx: Context) -> pd.DataFrame:
         return lerp(np.repeat(vectors.get([a_id]), k, 0), np.repeat(vectors.get([b_id]), k, 0), alphas)
     fed = np.concatenate([mixed(space_vecs, a, b) for a, b in pairs])
     answers = ctx.describer.describe_many(SUMMARY_TASK, list(fed), spaces=ctx.movie_space,
-                                          max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size)
+                                          max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size,
+                                          guidance_scale=cfg.guidance_scale)
     titles = [(ctx.titles.get(a, str(a)), ctx.titles.get(b, str(b))) for a, b in pairs]
     baseline = []
     if cfg.baseline:
@@ -241,7 +243,8 @@ def interpolation_user_part(ctx: Context) -> pd.DataFrame:
     fed = np.concatenate([lerp(np.repeat(ctx.users.get([a]), k, 0), np.repeat(ctx.users.get([b]), k, 0), alphas)
                           for a, b in pairs])
     answers = ctx.describer.describe_many(PROFILE_TASK, list(fed), spaces=space,
-                                          max_new_tokens=_budget(ctx, PROFILE_TASK), batch_size=cfg.batch_size)
+                                          max_new_tokens=_budget(ctx, PROFILE_TASK), batch_size=cfg.batch_size,
+                                          guidance_scale=cfg.guidance_scale)
     parts = []
     for p, (a_id, b_id) in enumerate(pairs):
         rows = slice(p * k, (p + 1) * k)
@@ -305,7 +308,8 @@ def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
         moved = [cavs["movie"].move(np.repeat(space_vecs.get([m]), k, 0), alphas) for m in chosen]
         answers = ctx.describer.describe_many(SUMMARY_TASK, [v for m in moved for v in m], spaces=ctx.movie_space,
                                               max_new_tokens=_budget(ctx, SUMMARY_TASK),
-                                              batch_size=cfg.batch_size) if chosen else []
+                                              batch_size=cfg.batch_size,
+                                              guidance_scale=cfg.guidance_scale) if chosen else []
         for j, m in enumerate(chosen):
             mine = answers[j * k:(j + 1) * k]
             texts = [x.text for x in mine]
@@ -327,7 +331,8 @@ def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
         moved = [cavs["user"].move(np.repeat(ctx.users.get([u]), k, 0), alphas) for u in users]
         answers = ctx.describer.describe_many(PROFILE_TASK, [v for m in moved for v in m], spaces=space,
                                               max_new_tokens=_budget(ctx, PROFILE_TASK),
-                                              batch_size=cfg.batch_size) if users else []
+                                              batch_size=cfg.batch_size,
+                                              guidance_scale=cfg.guidance_scale) if users else []
         for j, u in enumerate(users):
             mine = answers[j * k:(j + 1) * k]
             texts = [x.text for x in mine]

@@ -192,11 +192,14 @@ class ELM(nn.Module):
     def generate(self, prompts: Sequence[str], vectors: Sequence[Sequence[tuple[str, Any]]], *,
                  slots: Sequence[tuple[str, ...] | None] | None = None, max_new_tokens: int = 128,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 repetition_penalty: float = 1.0, batch_size: int = 8, **generate_kwargs) -> list[str]:
+                 repetition_penalty: float = 1.0, batch_size: int = 8, guidance_scale: float | Sequence[float] = 1.0,
+                 null_vectors: dict[str, Any] | None = None, **generate_kwargs) -> list[str]:
         """The answer to each prompt (new text only, stripped), in input order; greedy by default.
 
         Batches are left-padded and grouped by prompt length; ``generate_kwargs`` go to ``lm.generate``
-        (e.g. no_repeat_ngram_size=3).
+        (e.g. no_repeat_ngram_size=3). ``guidance_scale`` != 1 (one number, or one per prompt) guides decoding
+        by the vectors (guidance.py): ``null_vectors`` then gives the null vector of every space the guided
+        prompts use (space name -> vector).
         """
         if isinstance(prompts, str):
             raise TypeError("generate takes a list of prompts, got one string")
@@ -210,6 +213,19 @@ class ELM(nn.Module):
                     for i, (p, v) in enumerate(zip(prompts, vectors))]
         collate = self.collator(padding_side="left")
         collate([*examples])  # validate every example up front: fail before spending time generating
+        scales = [float(g) for g in guidance_scale] if isinstance(guidance_scale, Sequence) \
+            else [float(guidance_scale)] * len(examples)
+        if len(scales) != len(examples):
+            raise ELMInputError(f"{len(prompts)} prompts but {len(scales)} guidance scales")
+        if any(not g >= 0 for g in scales):
+            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+        if any(g != 1.0 for g in scales):
+            used = {s for ex, g in zip(examples, scales) if g != 1.0 for s, _ in ex.vectors}
+            if missing := sorted(used - set(null_vectors or {})):
+                raise ELMInputError(f"guidance_scale={guidance_scale} needs a null vector for space(s) {missing} "
+                                    f"(null_vectors=), or guidance_scale=1")
+            nulls = [Example(ex.prompt, [(s, null_vectors[s]) for s, _ in ex.vectors], None, ex.slots)
+                     if g != 1.0 else None for ex, g in zip(examples, scales)]
         sampling = dict(do_sample=do_sample, repetition_penalty=repetition_penalty)
         if do_sample:
             sampling |= dict(temperature=temperature, top_p=top_p)
@@ -225,15 +241,36 @@ class ELM(nn.Module):
                 batch = collate([examples[i] for i in idx])
                 embeds = self.embed(batch["input_ids"].to(self.device), batch["slot_mask"], batch["slot_vectors"],
                                     batch["slot_space"])
+                extra = dict(generate_kwargs)
+                mask = batch["attention_mask"].to(self.device)
+                if any(scales[i] != 1.0 for i in idx):  # a batch of unguided rows skips the null pass
+                    from transformers import LogitsProcessorList
+
+                    from elm.model.guidance import FirstHalfStreamer, PairedGuidance, VectorGuidance
+
+                    # The same prompts, so the same padding as batch; an unguided row's null is itself.
+                    nb = collate([nulls[i] or examples[i] for i in idx])
+                    null = self.embed(nb["input_ids"].to(self.device), nb["slot_mask"], nb["slot_vectors"],
+                                      nb["slot_space"])
+                    paired = not do_sample
+                    if paired:
+                        guidance = PairedGuidance([scales[i] for i in idx], self.device)
+                        embeds, mask = torch.cat([embeds, null]), torch.cat([mask, mask])
+                        if extra.get("streamer") is not None:
+                            extra["streamer"] = FirstHalfStreamer(extra["streamer"], len(idx))
+                    else:
+                        guidance = VectorGuidance(self.lm, null, mask, [scales[i] for i in idx])
+                    extra["logits_processor"] = LogitsProcessorList([*extra.get("logits_processor", []), guidance])
                 with warnings.catch_warnings():
                     # Penalties and n-gram bans on new tokens only are what we want: prompt ids are placeholders.
                     warnings.filterwarnings("ignore", message=_NEW_TOKENS_ONLY_WARNING)
                     new = self.lm.generate(
-                        inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(self.device),
+                        inputs_embeds=embeds, attention_mask=mask,
                         max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=collate.pad_id, use_cache=True,
-                        **sampling, **generate_kwargs)
-                # With inputs_embeds and no input_ids, generate returns only the new tokens.
-                for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
+                        **sampling, **extra)
+                # With inputs_embeds and no input_ids, generate returns only the new tokens (the null half
+                # of a paired batch repeats the first).
+                for i, text in zip(idx, self.tokenizer.batch_decode(new[:len(idx)], skip_special_tokens=True)):
                     out[i] = text.strip()
         finally:
             self.train(was_training)

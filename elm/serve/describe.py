@@ -24,11 +24,15 @@ as many as the prompt has slots: one answer per group. Far outside the data the 
 interpolations, CAV moves and random vectors are visibly out of distribution.
 
 Generation is greedy by default with a ban on repeated 4-grams: small models loop without it (a repetition
-penalty is available, off by default: it garbles numbers such as decades) (docs/METHOD.md, "Known weaknesses"). Batches go through ``ELM.generate`` (KV cache, left padding).
+penalty is available, off by default: it garbles numbers such as decades) (docs/METHOD.md, "Known weaknesses").
+Movie slots are decoded with vector guidance (DEFAULT_GUIDANCE_SCALE): the text is pushed toward what this
+movie's vector says and away from what the space's average movie would get. Batches go through
+``ELM.generate`` (KV cache, left padding).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -42,20 +46,19 @@ from elm.artifacts import ArtifactError, ArtifactStore, open_store
 from elm.model.elm import ELM
 from elm.model.config import SpaceSpec
 from elm.serve.answers import Answer, SlotReport
+from elm.serve.decoding import (DEFAULT_GUIDANCE_SCALE, DEFAULT_NO_REPEAT_NGRAM_SIZE, DEFAULT_REPETITION_PENALTY,
+                                check_guidance)
 from elm.serve.errors import DescribeError
+from elm.serve.inputs import as_id, as_vector_list, check_vector
 from elm.serve.loading import TRAIN_STAGE, _movie_titles, load_elm, resolve_elm_folder
 from elm.serve.spaces import SpaceTable
 from elm.synth.catalog import EMB_TOKEN, Task, get_task, render_elm_prompt
 
+log = logging.getLogger(__name__)
+
 TABLE_FILES = {"movie": "movies.parquet", "user": "users.parquet"}
 """The vector table of a space, by kind, inside its source artifact (semantic/ or behavioral/)."""
 
-DEFAULT_REPETITION_PENALTY = 1.0
-"""Off: a penalty on repeated tokens rewrites facts whose digits repeat. At 1.2 the held-out summaries stated
-the decade right 68% of the time, at 1.0 96% (50 movies; "1990s" repeats its 9, "2000s" its 0). The 4-gram ban
-alone keeps greedy decoding out of loops."""
-DEFAULT_NO_REPEAT_NGRAM_SIZE = 4
-"""4, not 3: "of the movie" may recur in a good review; a 4-gram loop is already a loop."""
 FREE_PROMPT_MAX_NEW_TOKENS = 128
 """max_new_tokens of a free-form prompt (a task uses its own max_target_tokens)."""
 _SOURCE = re.compile(r"^([a-z][a-z0-9_]*)/([^/\s]+)$")
@@ -79,6 +82,8 @@ class _Gen:
     no_repeat_ngram_size: int = DEFAULT_NO_REPEAT_NGRAM_SIZE
     batch_size: int = 8
     seed: int | None = None
+    guidance_scale: float | Mapping[str, float] | str | None = None
+    """None: DEFAULT_GUIDANCE_SCALE, where the space's mean is known (unguided, with a warning, where not)."""
     extra: dict = field(default_factory=dict)
 
 
@@ -177,7 +182,8 @@ class Describer:
                  max_new_tokens: int | None = None, do_sample: bool = False, temperature: float = 1.0,
                  top_p: float = 1.0, repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
                  no_repeat_ngram_size: int = DEFAULT_NO_REPEAT_NGRAM_SIZE, batch_size: int = 8,
-                 seed: int | None = None, **generate_kwargs) -> list[Answer]:
+                 seed: int | None = None, guidance_scale: float | Mapping[str, float] | str | None = None,
+                 **generate_kwargs) -> list[Answer]:
         """Answers for a catalog ``task`` or a free-form ``prompt`` (one ``<emb>`` per slot).
 
         Inputs, in this order: ``movies`` (ids in ``movie_space``, default the ELM's first movie space),
@@ -190,11 +196,11 @@ class Describer:
         inputs: list[_Input] = []
         if len(movies):
             ms = movie_space or self.default_space("movie")
-            inputs += [_Input(ms, _as_id(i, "movies"), None, f"movieId {i}") for i in movies]
+            inputs += [_Input(ms, as_id(i, "movies"), None, f"movieId {i}") for i in movies]
         if len(users):
             us = user_space or self.default_space("user")
-            inputs += [_Input(us, _as_id(i, "users"), None, f"userId {i}") for i in users]
-        raw = _as_vector_list(vectors, vectors_name)
+            inputs += [_Input(us, as_id(i, "users"), None, f"userId {i}") for i in users]
+        raw = as_vector_list(vectors, vectors_name)
         if isinstance(vector_space, str) or vector_space is None:
             spaces = [vector_space] * len(raw)
         else:
@@ -215,7 +221,7 @@ class Describer:
                                 f"given ({given}); give {k} per answer (a multiple of {k})")
         rows = [inputs[i:i + k] for i in range(0, len(inputs), k)]
         gen = _Gen(max_new_tokens, do_sample, temperature, top_p, repetition_penalty, no_repeat_ngram_size,
-                   batch_size, seed, generate_kwargs)
+                   batch_size, seed, guidance_scale, generate_kwargs)
         return self._run([t] * len(rows), [text] * len(rows), rows, gen)
 
     def describe_many(self, task: str | None, items: Sequence[Any], *, prompt: str | None = None,
@@ -272,7 +278,7 @@ class Describer:
                     id_name = "movieId" if self._space(sp, f"items[{i}]").kind == "movie" else "userId"
                     row.append(_Input(sp, int(x), None, f"{id_name} {int(x)}"))
                 else:
-                    row.append(_Input(sp, None, _as_vector_list([x], f"items[{i}]")[0],
+                    row.append(_Input(sp, None, as_vector_list([x], f"items[{i}]")[0],
                                       f"items[{i}]" + (f"[{j}]" if k > 1 else "")))
             rows.append(row)
         if not rows:
@@ -303,7 +309,7 @@ class Describer:
                     raise DescribeError(f"{x.label}: slot {j} of task {task.name!r} takes a {task.slots[j]} vector "
                                         f"but space {space.name!r} holds {space.kind} vectors")
                 if x.vector is not None:
-                    _check_vector(x.vector, space, x.label)
+                    check_vector(x.vector, space, x.label)
         by_space: dict[str, list[_Input]] = {}
         for x in (x for row in rows for x in row):
             by_space.setdefault(x.space, []).append(x)
@@ -338,15 +344,49 @@ class Describer:
             import torch
 
             torch.manual_seed(gen.seed)
+        scales = self._row_scales(rows, gen.guidance_scale)
+        guidance = {}
+        if any(g != 1.0 for g in scales):
+            guided = {x.space for row, g in zip(rows, scales) if g != 1.0 for x in row}
+            guidance = {"guidance_scale": scales, "null_vectors": {name: self._null_vector(name) for name in guided}}
         texts = self.elm.generate(
             prompts, [[(x.space, x.vector) for x in row] for row in rows],
             slots=[None if t is None else t.slots for t in tasks], max_new_tokens=max_new,
             do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p,
-            repetition_penalty=gen.repetition_penalty, batch_size=gen.batch_size,
+            repetition_penalty=gen.repetition_penalty, batch_size=gen.batch_size, **guidance,
             **({"no_repeat_ngram_size": gen.no_repeat_ngram_size} if gen.no_repeat_ngram_size else {}),
             **gen.extra)
         return [Answer(text, [reports[id(x)] for x in row], prompt, t.name if t is not None else None)
                 for text, row, prompt, t in zip(texts, rows, prompts, tasks)]
+
+    def _row_scales(self, rows: list[list[_Input]], guidance: float | Mapping[str, float] | str | None
+                    ) -> list[float]:
+        """Each row's guidance scale: the smallest of its slots' kinds'. Asked for explicitly, guidance
+        without a space's mean is an error (_null_vector); by default such rows are decoded plainly."""
+        scales = check_guidance(DEFAULT_GUIDANCE_SCALE if guidance is None else guidance)
+        out, unguided = [], set()
+        for row in rows:
+            g = min(scales[self.spaces[x.space].kind] for x in row)
+            if g != 1.0 and guidance is None and (bad := {x.space for x in row if self._mean_or_none(x.space) is None}):
+                unguided |= bad
+                g = 1.0
+            out.append(g)
+        if unguided:
+            log.warning("decoding without vector guidance: space(s) %s have no vector table to take a mean from "
+                        "(pass tables= to Describer for the default guided decoding)", ", ".join(sorted(unguided)))
+        return out
+
+    def _mean_or_none(self, space: str) -> np.ndarray | None:
+        table = self._table_or_error(space)
+        return None if isinstance(table, DescribeError) else table.mean
+
+    def _null_vector(self, space: str) -> np.ndarray:
+        table = self._table_or_error(space)
+        if isinstance(table, DescribeError) or table.mean is None:
+            raise DescribeError(f"vector guidance needs space {space!r}'s real vectors (its mean is the null input) "
+                                f"but {table if isinstance(table, DescribeError) else 'its table is empty'}; pass "
+                                f"tables= to Describer or guidance_scale=1")
+        return table.mean
 
 
 def _gen(settings: dict) -> _Gen:
@@ -355,45 +395,5 @@ def _gen(settings: dict) -> _Gen:
                 extra={k: v for k, v in settings.items() if k not in known})
 
 
-def _as_id(x: Any, what: str) -> int:
-    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
-        return int(x)
-    if isinstance(x, str) and re.fullmatch(r"\s*-?\d+\s*", x):
-        return int(x)
-    raise DescribeError(f"{what}: {x!r} is not an integer id")
-
-
-def _as_vector_list(vectors: Any, name: str) -> list[np.ndarray]:
-    """[dim] / [k, dim] arrays or a list of 1-D array-likes -> list of float32 1-D arrays."""
-    if vectors is None:
-        return []
-    if isinstance(vectors, np.ndarray) or (hasattr(vectors, "detach") and hasattr(vectors, "numpy")):
-        arr = np.asarray(vectors.detach().cpu().numpy() if hasattr(vectors, "detach") else vectors)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2:
-            raise DescribeError(f"{name}: expected shape [k, dim] or [dim], got {list(arr.shape)}")
-        vectors = list(arr)
-    out = []
-    for j, v in enumerate(vectors):
-        if hasattr(v, "detach"):
-            v = v.detach().cpu().numpy()
-        try:
-            a = np.asarray(v, dtype=np.float32)
-        except (TypeError, ValueError) as e:
-            raise DescribeError(f"{name}[{j}]: not a numeric vector ({e})") from None
-        if a.ndim != 1:
-            raise DescribeError(f"{name}[{j}]: expected a 1-D vector, got shape {list(a.shape)}")
-        out.append(a)
-    return out
-
-
-def _check_vector(v: np.ndarray, space: SpaceSpec, label: str) -> None:
-    if v.shape[0] != space.dim:
-        raise DescribeError(f"{label}: vector has dimension {v.shape[0]}, space {space.name!r} expects {space.dim}")
-    finite = np.isfinite(v)
-    if not finite.all():
-        raise DescribeError(f"{label}: vector has NaN/inf at position(s) {np.flatnonzero(~finite)[:5].tolist()}")
-
-
-__all__ = ["DescribeError", "Describer"]
+__all__ = ["DEFAULT_GUIDANCE_SCALE", "DEFAULT_NO_REPEAT_NGRAM_SIZE", "DEFAULT_REPETITION_PENALTY", "DescribeError",
+           "Describer", "check_guidance"]

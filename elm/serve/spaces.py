@@ -35,6 +35,8 @@ class SpaceTable:
         self.norm_range = (float(norms.min()), float(norms.max())) if len(norms) else None
         """Smallest and largest norm of the real vectors (None for an empty table)."""
         self._reference: float | None = None
+        self.mean = self.vectors.matrix.mean(axis=0) if len(self.vectors.ids) else None
+        """The average real vector: the null input of vector guidance (elm/model/guidance.py)."""
 
     @property
     def id_name(self) -> str:
