@@ -42,9 +42,10 @@ log = logging.getLogger(__name__)
 
 SYNTHESIZE = StageSpec("synthesize", inputs=("ingest", "splits", *SPACE_STAGES),
                        files=("examples.parquet", "rejected.parquet", "reference_sc.parquet"),
-                       code_version="3")
+                       code_version="4")
 # 2: alternate titles in parentheses count as naming the movie; 3: a profile names the user's best-known
-# favourites, second (user_facts, template teacher)
+# favourites, second (user_facts, template teacher); 4: negative_review and convince_skeptic state decade
+# and genres in their first sentence (template teacher)
 CHUNKS = "chunks"
 
 

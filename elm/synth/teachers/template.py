@@ -248,8 +248,11 @@ def _positive_review(m, pick):
 
 
 def _negative_review(m, pick):
-    return [pick(f"I wanted to like this {m.kind}, but it disappointed me.",
-                 f"This {m.kind}{' from the ' + m.era if m.era else ''} left me cold."),
+    # The facts lead: a target over the synthesis cap loses its trailing sentences, and an opener without
+    # them taught the ELM one sentence for every movie.
+    era = f" from the {m.era}" if m.era else ""
+    return [pick(f"I wanted to like this {m.G + ' ' if m.G else ''}{m.kind}{era}, but it disappointed me.",
+                 f"This {m.G + ' ' if m.G else ''}{m.kind}{era} left me cold."),
             f"Its mix of {m.G} never quite gels, with {m.w[0]} and {m.w[1]}." if m.G
             else f"It suffers from {m.w[0]} and {m.w[1]}.",
             m.T and f"Even what people tag it with, {m.T}, wore thin for me.",
@@ -344,9 +347,10 @@ def _convince_friend(m, pick):
 
 
 def _convince_skeptic(m, pick):
-    return [f"I know it might not look like your kind of {m.kind}, but give it a chance.",
-            f"Its mix of {m.G} is more rewarding than it sounds, thanks to {m.s[0]}." if m.G
-            else f"It is more rewarding than it sounds, thanks to {m.s[0]}.",
+    # Facts first, as in _negative_review.
+    return [f"I know {m.what}{' mixing ' + m.G if m.G else ''} might not look like your kind of thing, but give "
+            f"it a chance.",
+            f"It is more rewarding than it sounds, thanks to {m.s[0]}.",
             m.T and f"Even doubters end up remembering it for {m.T}."]
 
 
