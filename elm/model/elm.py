@@ -252,8 +252,7 @@ class ELM(nn.Module):
                     nb = collate([nulls[i] or examples[i] for i in idx])
                     null = self.embed(nb["input_ids"].to(self.device), nb["slot_mask"], nb["slot_vectors"],
                                       nb["slot_space"])
-                    paired = not do_sample
-                    if paired:
+                    if not do_sample:  # greedy: the null rows ride in the same batch (guidance.py)
                         guidance = PairedGuidance([scales[i] for i in idx], self.device)
                         embeds, mask = torch.cat([embeds, null]), torch.cat([mask, mask])
                         if extra.get("streamer") is not None:

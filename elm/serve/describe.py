@@ -189,7 +189,8 @@ class Describer:
         Inputs, in this order: ``movies`` (ids in ``movie_space``, default the ELM's first movie space),
         ``users`` (ids in ``user_space``), ``vectors`` (raw, [k, dim] or a list; read in ``vector_space``,
         default the space of the slot's kind for a task, else the ELM's first space). They are cut into
-        groups of as many as the prompt has slots, one answer per group, in order.
+        groups of as many as the prompt has slots, one answer per group, in order. ``guidance_scale``: vector
+        guidance, one number or {"movie": s, "user": s} (None: DEFAULT_GUIDANCE_SCALE; 1 = plain decoding).
         """
         text, t = self._prompt(task, prompt)
         k = text.count(EMB_TOKEN)
