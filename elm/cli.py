@@ -210,14 +210,12 @@ def describe(
     max_new_tokens: Optional[int] = typer.Option(None, help="Cap on answer length (default: the task's "
                                                  "max_target_tokens; 128 for --prompt)."),
     temperature: float = typer.Option(0.0, help="0 = greedy (the default); above 0 samples."),
-    repetition_penalty: float = typer.Option(1.0,
-                                             help="Penalty on repeated tokens (1.0 = off; above 1 it garbles "
-                                                  "repeated digits, e.g. decades)."),
+    repetition_penalty: float = typer.Option(1.0, help="Penalty on repeated tokens (1.0 = off; above 1 it "
+                                             "garbles repeated digits, e.g. decades)."),
     no_repeat_ngram_size: int = typer.Option(4, help="Ban repeating any n-gram of this size (0 = off)."),
-    guidance: Optional[str] = typer.Option(None, metavar="SCALE", help="Vector guidance: the text leans toward "
-                                           "what this vector says that the space's average vector does not (a second "
-                                           "forward pass per token; too high garbles the text). 1 = off; a number for "
-                                           "every slot, or movie=2,user=1 per slot kind. (default: movie=2,user=1)"),
+    guidance: Optional[str] = typer.Option(None, metavar="SCALE", help="Vector guidance: the text leans toward what "
+                                           "this vector says that the space's average does not (about 1.4x the time). 1 "
+                                           "= off; one number, or movie=2,user=1 by slot kind. (default: movie=2,user=1)"),
     seed: int = typer.Option(0, help="Sampling seed (with --temperature > 0)."),
     batch_size: int = typer.Option(8, help="Prompts per generate batch."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ...; auto = cuda when available."),
@@ -259,8 +257,7 @@ def describe(
                              max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                              temperature=temperature if temperature > 0 else 1.0,
                              repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                             batch_size=batch_size, seed=seed,
-                             **({"guidance_scale": guidance} if guidance is not None else {}))
+                             batch_size=batch_size, seed=seed, guidance_scale=guidance)
     except Exception as e:  # noqa: BLE001
         _fail(e)
     for i, a in enumerate(answers):
@@ -343,9 +340,8 @@ def evaluate(
     cav_movies: Optional[int] = typer.Option(None, help="Held-out movies moved along each CAV. (default: 10)"),
     cav_users: Optional[int] = typer.Option(None, help="Held-out users moved along each user CAV. (default: 10)"),
     batch_size: Optional[int] = typer.Option(None, help="Texts per generate call. (default: 16)"),
-    guidance: Optional[str] = typer.Option(None, metavar="SCALE", help="Vector guidance of the ELM's decoding, as "
-                                           "in `elm describe --guidance`: a number, or movie=2,user=1. (default: "
-                                           "movie=2,user=1)"),
+    guidance: Optional[str] = typer.Option(None, metavar="SCALE", help="Vector guidance, as in `elm describe "
+                                           "--guidance`. (default: movie=2,user=1)"),
     dtype: Optional[str] = typer.Option(None, help="Weights while generating: auto (bfloat16 where native, else "
                                         "float32), float32 or bfloat16. (default: auto)"),
     seed: Optional[int] = typer.Option(None, help="Sampled entities and random references. (default: 0)"),
@@ -380,8 +376,7 @@ def evaluate(
         flags = dict(heldout_per_task=heldout_per_task, heldout_users=heldout_users,
                      baseline_per_task=baseline_per_task, dtype=dtype, train_per_task=train_per_task, baseline=baseline,
                      max_new_tokens=max_new_tokens, movie_pairs=movie_pairs, user_pairs=user_pairs,
-                     cav_movies=cav_movies, cav_users=cav_users, batch_size=batch_size, seed=seed,
-                     guidance_scale=guidance)
+                     cav_movies=cav_movies, cav_users=cav_users, batch_size=batch_size, seed=seed, guidance_scale=guidance)
         cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None}, **lists)
         pinned = dict(v.split("=", 1) for v in version)
         arts = resolve_inputs(store, pinned.pop("train", None), pinned)

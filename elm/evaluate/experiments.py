@@ -49,6 +49,11 @@ def _budget(ctx: Context, task: str) -> int:
     return min(own, ctx.cfg.max_new_tokens) if ctx.cfg.max_new_tokens else own
 
 
+def _decoding(ctx: Context) -> dict:
+    """How every part has the ELM decode: the config's batch size and vector guidance."""
+    return {"batch_size": ctx.cfg.batch_size, "guidance_scale": ctx.cfg.guidance_scale}
+
+
 def one_shot_example(ctx: Context, task: str) -> OneShot | None:
     """A training movie's titles and teacher target for this task (the baseline's worked example)."""
     ex = ctx.examples
@@ -113,9 +118,7 @@ def generalisation_part(ctx: Context, split: str, tasks: Sequence[str]) -> pd.Da
         return pd.DataFrame(columns=GEN_COLUMNS)
     requests = [(r.task, (int(r.entity_id), int(r.partner_id)) if pd.notna(r.partner_id) else int(r.entity_id))
                 for r in rows.itertuples()]
-    answers = ctx.describer.describe_requests(requests, max_new_tokens=ctx.cfg.max_new_tokens,
-                                              batch_size=ctx.cfg.batch_size,
-                                              guidance_scale=ctx.cfg.guidance_scale)
+    answers = ctx.describer.describe_requests(requests, max_new_tokens=ctx.cfg.max_new_tokens, **_decoding(ctx))
     base = {"split": split}
     profiles = rows[rows["task"] == PROFILE_TASK]
     movies = rows[rows["task"] != PROFILE_TASK]
@@ -202,8 +205,7 @@ def interpolation_movie_part(ctx: Context) -> pd.DataFrame:
         return lerp(np.repeat(vectors.get([a_id]), k, 0), np.repeat(vectors.get([b_id]), k, 0), alphas)
     fed = np.concatenate([mixed(space_vecs, a, b) for a, b in pairs])
     answers = ctx.describer.describe_many(SUMMARY_TASK, list(fed), spaces=ctx.movie_space,
-                                          max_new_tokens=_budget(ctx, SUMMARY_TASK), batch_size=cfg.batch_size,
-                                          guidance_scale=cfg.guidance_scale)
+                                          max_new_tokens=_budget(ctx, SUMMARY_TASK), **_decoding(ctx))
     titles = [(ctx.titles.get(a, str(a)), ctx.titles.get(b, str(b))) for a, b in pairs]
     baseline = []
     if cfg.baseline:
@@ -243,8 +245,7 @@ def interpolation_user_part(ctx: Context) -> pd.DataFrame:
     fed = np.concatenate([lerp(np.repeat(ctx.users.get([a]), k, 0), np.repeat(ctx.users.get([b]), k, 0), alphas)
                           for a, b in pairs])
     answers = ctx.describer.describe_many(PROFILE_TASK, list(fed), spaces=space,
-                                          max_new_tokens=_budget(ctx, PROFILE_TASK), batch_size=cfg.batch_size,
-                                          guidance_scale=cfg.guidance_scale)
+                                          max_new_tokens=_budget(ctx, PROFILE_TASK), **_decoding(ctx))
     parts = []
     for p, (a_id, b_id) in enumerate(pairs):
         rows = slice(p * k, (p + 1) * k)
@@ -308,8 +309,7 @@ def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
         moved = [cavs["movie"].move(np.repeat(space_vecs.get([m]), k, 0), alphas) for m in chosen]
         answers = ctx.describer.describe_many(SUMMARY_TASK, [v for m in moved for v in m], spaces=ctx.movie_space,
                                               max_new_tokens=_budget(ctx, SUMMARY_TASK),
-                                              batch_size=cfg.batch_size,
-                                              guidance_scale=cfg.guidance_scale) if chosen else []
+                                              **_decoding(ctx)) if chosen else []
         for j, m in enumerate(chosen):
             mine = answers[j * k:(j + 1) * k]
             texts = [x.text for x in mine]
@@ -331,8 +331,7 @@ def cav_part(ctx: Context, key: str, cavs: dict[str, CAV]) -> pd.DataFrame:
         moved = [cavs["user"].move(np.repeat(ctx.users.get([u]), k, 0), alphas) for u in users]
         answers = ctx.describer.describe_many(PROFILE_TASK, [v for m in moved for v in m], spaces=space,
                                               max_new_tokens=_budget(ctx, PROFILE_TASK),
-                                              batch_size=cfg.batch_size,
-                                              guidance_scale=cfg.guidance_scale) if users else []
+                                              **_decoding(ctx)) if users else []
         for j, u in enumerate(users):
             mine = answers[j * k:(j + 1) * k]
             texts = [x.text for x in mine]

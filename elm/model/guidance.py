@@ -40,10 +40,8 @@ def guide(cond_logits: torch.Tensor, null_logits: torch.Tensor, scale: torch.Ten
 
 
 def _scales(scale: float | Sequence[float], device) -> torch.Tensor:
-    scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1)
-    if (scale < 0).any():
-        raise ValueError(f"guidance scale must be >= 0 (1 = no guidance), got {scale.flatten().tolist()}")
-    return scale
+    """[B, 1] (or [1, 1]) float32; ELM.generate has checked them."""
+    return torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1)
 
 
 class PairedGuidance(LogitsProcessor):
