@@ -324,7 +324,7 @@ def evaluate(
     heldout_per_task: Optional[int] = typer.Option(None, help="Held-out movies scored per movie task. (default: 24)"),
     heldout_users: Optional[int] = typer.Option(None, help="Held-out users whose profiles are scored. (default: 30)"),
     baseline_per_task: Optional[int] = typer.Option(None, help="Of those movies, how many the text-only baseline "
-                                                    "answers per task (it is the slowest system). (default: 6)"),
+                                                    "answers per task (it is the slowest system). (default: 12)"),
     train_per_task: Optional[int] = typer.Option(None, help="Training entities per task, for the train/held-out "
                                                  "gap; 0 skips. (default: 2)"),
     tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks (default: every task with held-out "

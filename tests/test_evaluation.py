@@ -24,13 +24,15 @@ from elm.model.elm import ELM
 from elm.model.config import ELMConfig, SpaceSpec
 from elm.evaluate.config import EvalConfig, EvaluationError
 from elm.evaluate.context import load_context, resolve_inputs
-from elm.evaluate.controls import controls, verdict
+from elm.evaluate.controls import controls, endpoint_controls, verdict
 from elm.evaluate.experiments import facts_control, generalisation_rows, popular_control, score_by_task
-from elm.evaluate.scoring import GEN_COLUMNS, movie_targets, score_texts
+from elm.evaluate.scoring import GEN_COLUMNS, movie_targets, names_of, score_texts
 from elm.evaluate.stage import PARTS, evaluate
 from elm.evaluate.tables import aggregate_scores
 from elm.evaluate.interpolation import lerp, movie_pairs
+from elm.report.intervals import per_task_intervals
 from elm.report.stage import build_report, headline_text
+from elm.synth.checks import title_words
 from elm.metrics.semantic_consistency import normalised
 from elm.embed.splits import HELDOUT
 from elm.synth.config import SynthesisConfig
@@ -207,6 +209,64 @@ def test_a_text_naming_its_movie_is_cleaned_before_it_is_scored(world):
                           {"split": HELDOUT, "system": "baseline", "prompt": "", "space": ""})
     np.testing.assert_allclose(gens["sc"], clean["sc"], rtol=1e-6)
     assert not clean["named"].any() and (clean["output_raw"] == "").all()
+
+
+def test_a_text_using_words_of_its_title_is_cleaned_before_it_is_scored(world):
+    """A title in pieces ("The story of Three Colors ...") scores by recall too: its words are removed."""
+    store, arts = world
+    ctx = load_context(arts, SMALL, store)
+    rows = generalisation_rows(ctx, HELDOUT, ("summary",))
+    words = [title_words(names_of(ctx, [e]))[0] for e in rows["entity_id"]]
+    texts = [f"A drama about people and what they want, much like {w}." for w in words]
+    gens = score_by_task(ctx, rows, texts, {"split": HELDOUT, "system": "baseline", "prompt": "", "space": ""})
+    assert gens["named"].all() and (gens["output_raw"] == texts).all()
+    assert (gens["output"] == "A drama about people and what they want, much like.").all()
+    clean = score_by_task(ctx, rows, ["A drama about people and what they want, much like."] * len(rows),
+                          {"split": HELDOUT, "system": "baseline", "prompt": "", "space": ""})
+    np.testing.assert_allclose(gens["sc"], clean["sc"], rtol=1e-6)
+
+
+def test_the_elm_and_the_baseline_are_compared_on_the_movies_both_answered():
+    """Per task, the baseline answers a few of the ELM's movies; the comparison pairs them, and a movie only the
+    ELM answered counts for neither side."""
+    rows = []
+    for t, (elm_sc, base_sc) in enumerate([(0.5, 0.3), (0.4, 0.2), (0.3, 0.6)]):
+        for mid in (1, 2, 3):
+            rows.append(dict(system="elm", task=f"t{t}", entity_id=mid, sc=elm_sc + 0.01 * mid))
+            if mid < 3:
+                rows.append(dict(system="baseline", task=f"t{t}", entity_id=mid, sc=base_sc + 0.01 * mid))
+        rows.append(dict(system="elm", task=f"t{t}", entity_id=9, sc=-1.0))  # no baseline row: left out
+    gens = pd.DataFrame(rows).assign(experiment="generalisation", split=HELDOUT, entity_kind="movie",
+                                     partner_id=np.nan, alpha=np.nan, sc_random=np.nan, sc_raw=np.nan, named=False,
+                                     output="x")
+    c = {(r.measure, r.system): r for r in controls(gens, pd.DataFrame(columns=["movieId", "year", "genres"]),
+                                                   seed=0).itertuples()}
+    above, diff = c["tasks_above_baseline", "elm"], c["sc_minus_baseline", "elm"]
+    assert (above.n, above.value) == (3, pytest.approx(2 / 3))
+    assert above.low <= above.value <= above.high
+    assert diff.n == 2 and diff.value == pytest.approx((0.2 + 0.2 - 0.3) / 3)
+    assert any("above the baseline's on 2 of 3 tasks" in line
+               for line in verdict(pd.DataFrame([r._asdict() for r in c.values()]).drop(columns="Index")))
+    per_task = per_task_intervals(gens).set_index("task")
+    assert per_task.loc["t2", "elm_minus_baseline"] == pytest.approx(-0.3)
+    assert per_task.loc["t0", "elm_minus_baseline_low"] == pytest.approx(0.2)  # equal differences: no spread
+
+
+def test_interpolation_ends_count_each_real_movie_once_against_the_summaries_references():
+    """Every pair around the anchor starts at the anchor's own vector: one movie, however many pairs."""
+    rows = [dict(experiment="generalisation", system=s, task="summary", entity_id=m, partner_id=np.nan, alpha=np.nan,
+                 sc=sc, sc_random=0.2 if s == "truth" else np.nan)
+            for m in (7, 8) for s, sc in (("truth", 0.6), ("elm", 0.4))]
+    rows += [dict(experiment="interpolation", system="elm", task="summary", entity_id=1, partner_id=b, alpha=a,
+                  sc=sc, sc_random=np.nan)
+             for b, end in ((2, 0.5), (3, 0.6)) for a, sc in ((0.0, 0.3), (0.5, 0.9), (1.0, end))]
+    gens = pd.DataFrame(rows).assign(split=lambda d: np.where(d["experiment"] == "interpolation", "", HELDOUT),
+                                     entity_kind="movie", sc_raw=np.nan, named=False, output="x")
+    c = {(r["measure"], r["system"]): r for r in endpoint_controls(gens, seed=0)}
+    ends, summ = c["endpoint_normalised", "elm"], c["summary_normalised", "elm"]
+    assert ends["n"] == 3 and ends["value"] == pytest.approx(((0.3 + 0.5 + 0.6) / 3 - 0.2) / 0.4)
+    assert ends["low"] < ends["value"] < ends["high"]
+    assert (summ["n"], summ["value"]) == (2, pytest.approx(0.5))
 
 
 def test_sc_is_the_cosine_with_the_movie_vector_and_pairs_use_the_mix(world):

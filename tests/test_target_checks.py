@@ -2,7 +2,7 @@
 
 import pytest
 
-from elm.synth.checks import MIN_NAME_CHARS, check_target, title_variants
+from elm.synth.checks import MIN_NAME_CHARS, check_target, strip_title_words, title_variants, title_words
 
 STORY = "A cowboy doll and a space ranger become friends. It is warm and funny. Families love it."
 
@@ -31,6 +31,21 @@ def test_alternate_titles_count_as_the_title():
     assert title_variants("Seven (a.k.a. Se7en)")[1:] == ("Seven", "Se7en")
     c = check_target('The movie is titled "Three Colors: Red". ' + STORY, max_tokens=96, avoid=names)
     assert c.text == STORY
+
+
+def test_words_of_the_title_are_removed_wherever_a_text_uses_them():
+    """Scoring's second cleaning: pieces of a title score by recall as the whole title does."""
+    names = title_variants("Three Colors: Red (Trois couleurs: Rouge)")
+    assert title_words(names) == ("three", "colors", "red", "trois", "couleurs", "rouge")
+    text, n = strip_title_words('The story of "Three Colors" is a tale of love, in red.', names)
+    assert (text, n) == ("The story of is a tale of love, in.", 3)
+    # articles, "film" and the like are not title words; a possessive goes with its word; case is ignored
+    assert title_words(("The Man from the Film (1999)",)) == ("man",)
+    assert strip_title_words("ROBIN's band and Robin Hood ride.\n2. Hoods.", ("Robin Hood",)) == (
+        "band and ride.\n2. Hoods.", 3)
+    assert title_words(("2001: A Space Odyssey",))[0] == "2001"  # a number that is the title, not a year
+    assert strip_title_words("Toys and storytelling.", ("Toy Story",)) == ("Toys and storytelling.", 0)  # words
+    assert strip_title_words("A toy story.", ()) == ("A toy story.", 0)
 
 
 def test_list_items_stay_whole_when_one_is_dropped():

@@ -13,9 +13,9 @@ from elm.train.warm_start import caption_token_ids, movie_caption, user_caption,
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Children"]
 
 
-def test_captions_say_the_decade_and_genres_in_words():
-    assert movie_caption(1995, ["Comedy", "Sci-Fi"]) == " 1990s comedy sci-fi"
-    assert movie_caption(2003.0, ["Children", "(no genres listed)"]) == " 2000s family"
+def test_captions_say_the_year_and_genres_in_words():
+    assert movie_caption(1995, ["Comedy", "Sci-Fi"]) == " 1995 comedy sci-fi"
+    assert movie_caption(2003.0, ["Children", "(no genres listed)"]) == " 2003 family"
     assert movie_caption(np.nan, ["Drama"]) == " drama"  # an unknown year is left out, not invented
 
 

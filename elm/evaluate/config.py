@@ -29,12 +29,14 @@ PROFILE_TASK = "user_profile"
 EVALUATE = StageSpec("evaluate", inputs=("train", "synthesize", *SPACE_STAGES, "ingest", "splits"),
                      files=("generations.parquet", "scores.parquet", "controls.parquet", "interpolation.parquet",
                             "cav.parquet", "cav_classifiers.parquet", "eval_config.json"),
-                     code_version="7")  # 2: every system's text cleaned of its movie's name; controls.parquet
+                     code_version="8")  # 2: every system's text cleaned of its movie's name; controls.parquet
 # 3: the shuffled reference averages over every other entity; batched interpolation and CAV
 # 4: scores.parquet: the baseline's references on its own movies (baseline_truth, baseline_random)
 # 5: profile controls (BC specificity, the popular-titles control)
 # 6: the decade + genres control (system "facts"); decoding without a repetition penalty
 # 7: movie slots decoded with vector guidance (guidance_scale, elm/model/guidance.py)
+# 8: title words removed before scoring too; the ELM against the baseline paired (tasks_above_baseline); the
+#    baseline answers 12 movies per task
 """The stage's contract (elm/lineage.py). Its inputs are the train artifact and that artifact's lineage: the
 vectors the model read, the task data, the ingested tables (context.resolve_inputs)."""
 
@@ -53,9 +55,10 @@ class EvalConfig:
     half-width: 0.13 at 12 per task, 0.11 at 24, 0.09 at all 60; docs/METHOD.md, "Sample sizes"."""
     heldout_users: int = 30
     """Held-out users whose profiles are scored with BC (every one when the synthesize artifact has fewer)."""
-    baseline_per_task: int = 6
+    baseline_per_task: int = 12
     """Of the held-out movies of each task, how many the text-only baseline also answers (the first ones,
-    so its rows are paired with the ELM's). It reads longer prompts and is the slowest system to run."""
+    so its rows are paired with the ELM's). It reads longer prompts and is the slowest system to run; with 6,
+    which system wins a task turned on one or two movies."""
     train_per_task: int = 2
     """Training entities per task, for the train/held-out gap (0 skips them)."""
     tasks: tuple[str, ...] | None = None

@@ -14,12 +14,19 @@ that reads only those facts can reach):
     specificity          sc - sc_shuffled: 0 for a text that ignores its input
     specificity_ratio    a system's specificity over the teacher's, on the same rows (1: reads as well)
     normalised           (sc - teacher's sc_shuffled) / (teacher's sc - teacher's sc_shuffled)
-    named                share of raw texts that named their movie (removed before scoring)
+    named                share of raw texts that named their movie, whole or by title words (removed before
+                         scoring, elm/evaluate/scoring.py)
     sc_raw               mean SC before that cleaning
     distinct             share of distinct texts among the answers to one task, averaged over tasks
     decade, genre_f1, genre_precision, genre_recall
                          facts read back from summaries (elm/metrics/facts.py); ``control`` holds the same
                          measure against every other summarised movie's facts (the mean over shufflings)
+    sc_minus_baseline    (system elm) ELM SC minus the baseline's on the rows both answered
+    tasks_above_baseline (system elm) share of tasks where that paired difference is above 0; n: tasks; the
+                         interval resamples movies within each task
+    summary_normalised   (system elm) normalised SC of held-out summaries alone
+    endpoint_normalised  (system elm) the same for interpolation's ends (a = 0, 1: real movies' own vectors),
+                         pooled over distinct movies, with the held-out summaries' references (endpoint_controls)
 
 On the held-out users' profiles, the same questions for BC (systems elm, truth and popular, a text naming
 the films most users like, experiments.py: popular_control):
@@ -38,7 +45,7 @@ import pandas as pd
 
 from elm.embed.splits import HELDOUT
 from elm.evaluate.config import PROFILE_TASK, SUMMARY_TASK
-from elm.metrics.bootstrap import interval
+from elm.metrics.bootstrap import LEVEL, N_BOOT, interval
 from elm.metrics.facts import fact_scores
 
 COLUMNS = ["measure", "system", "n", "value", "low", "high", "control"]
@@ -151,6 +158,54 @@ def fact_controls(held: pd.DataFrame, movies: pd.DataFrame, seed: int) -> list[d
     return rows
 
 
+def baseline_controls(held: pd.DataFrame, seed: int, n_boot: int = N_BOOT) -> list[dict]:
+    """The ELM against the text-only baseline on the rows both answered (the baseline answers a few movies of
+    each task): SC difference pooled, and the share of tasks where the ELM's mean is higher. Paired, because
+    per task a handful of movies moves either system's mean more than the systems differ."""
+    key = ["task", "entity_id", "partner_id"]
+    e, b = (held[held["system"] == s][[*key, "sc"]].drop_duplicates(key) for s in ("elm", "baseline"))
+    m = e.merge(b, on=key, suffixes=("", "_baseline")).assign(diff=lambda d: d["sc"] - d["sc_baseline"])
+    m = m[np.isfinite(m["diff"])]
+    if m.empty:
+        return []
+    _, sums, counts = by_entity(m, "diff")
+    per_task = [d.to_numpy(float) for _, d in m.groupby("task")["diff"]]
+    rng = np.random.default_rng(seed)
+    # movies resampled within each task (a task keeps its size), the share recounted
+    boot = [np.mean([x[rng.integers(0, len(x), len(x))].mean() > 0 for x in per_task]) for _ in range(n_boot)]
+    lo, hi = np.percentile(boot, [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100])
+    return [_row("sc_minus_baseline", "elm", len(sums), _pooled(sums, counts, seed)),
+            _row("tasks_above_baseline", "elm", len(per_task),
+                 (float(np.mean([x.mean() > 0 for x in per_task])), float(lo), float(hi)))]
+
+
+def endpoint_controls(gens: pd.DataFrame, seed: int) -> list[dict]:
+    """Interpolation's ends (a = 0 and 1) are real movies' own vectors, described with the summary task: they
+    should read as well as held-out summaries do. Both are normalised with the held-out summaries' references
+    (the teacher's texts), the ends pooled over distinct movies: every pair around the anchor shares its a = 0
+    end, which is one text, so alone it is one movie and has no interval."""
+    summ = gens[heldout_movie_rows(gens) & (gens["task"] == SUMMARY_TASK)]
+    truth, elm = summ[summ["system"] == "truth"], summ[summ["system"] == "elm"]
+    ends = gens[(gens["experiment"] == "interpolation") & (gens["entity_kind"] == "movie")
+                & (gens["system"] == "elm") & gens["alpha"].isin([0.0, 1.0])]
+    if truth.empty or elm.empty or ends.empty:
+        return []
+    rand, top = truth["sc_random"].mean(), truth["sc"].mean()
+    if not top - rand > 0.005:
+        return []
+    movie = np.where(ends["alpha"] == 0.0, ends["entity_id"], ends["partner_id"])
+    per_movie = ends.assign(movie=movie).groupby("movie")["sc"].mean().dropna().to_numpy(float)
+    held = elm["sc"].dropna().to_numpy(float)
+
+    def norm(x):
+        return (x - rand) / (top - rand)
+    return [_row("endpoint_normalised", "elm", len(per_movie),
+                 (norm(per_movie.mean()), *(norm(np.array(interval(lambda i: per_movie[i].mean(), len(per_movie),
+                                                                   seed=seed)))))),
+            _row("summary_normalised", "elm", len(held),
+                 (norm(held.mean()), *norm(np.array(interval(lambda i: held[i].mean(), len(held), seed=seed)))))]
+
+
 def profile_controls(gens: pd.DataFrame, seed: int) -> list[dict]:
     """BC of held-out users' profiles against their own CF ranking and another user's, per system."""
     held = gens[gens["experiment"].isin(["generalisation", "control"]) & (gens["split"] == HELDOUT)
@@ -183,8 +238,8 @@ def profile_controls(gens: pd.DataFrame, seed: int) -> list[dict]:
 def controls(gens: pd.DataFrame, movies: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """controls.parquet of an evaluation (see the module docstring)."""
     g = gens[heldout_movie_rows(gens)]
-    rows = (sc_controls(g, seed) + distinct_controls(g) + fact_controls(g, movies, seed)
-            + profile_controls(gens, seed))
+    rows = (sc_controls(g, seed) + baseline_controls(g, seed) + distinct_controls(g)
+            + fact_controls(g, movies, seed) + endpoint_controls(gens, seed) + profile_controls(gens, seed))
     if "sc2" in g and g["sc2"].notna().any():  # the same SC controls under the second encoder
         g2 = g.assign(sc=g["sc2"], sc_random=g["sc2_random"], sc_raw=np.nan)
         rows += [r | {"measure": SECOND[r["measure"]]} for r in sc_controls(g2, seed) if r["measure"] in SECOND]
@@ -207,6 +262,10 @@ def controls_summary(ctrl: pd.DataFrame) -> dict:
 LABELS = [("sc", "SC against its own movie"), ("sc_shuffled", "SC against a shuffled movie"),
           ("specificity", "specificity (own - shuffled)"), ("specificity_ratio", "specificity / teacher's"),
           ("normalised", "normalised SC (0 random, 1 teacher)"), ("named", "share that named the movie"),
+          ("sc_minus_baseline", "ELM SC - baseline's, same movies"),
+          ("tasks_above_baseline", "share of tasks with ELM above the baseline"),
+          ("summary_normalised", "normalised SC, held-out summaries"),
+          ("endpoint_normalised", "normalised SC, interpolation ends (summaries)"),
           ("sc_raw", "SC before removing the name"), ("distinct", "distinct texts per task"),
           ("distinct_summary", "distinct summaries"), ("decade", "decade stated right"),
           ("genre_f1", "genre F1"), ("genre_precision", "genre precision"), ("genre_recall", "genre recall"),
@@ -286,8 +345,13 @@ def verdict(ctrl: pd.DataFrame) -> list[str]:
     if ("normalised", "baseline") in by:
         named = by.get(("named", "baseline"))
         out.append(f"The text-only baseline, which reads the title, scores {ci(by['normalised', 'baseline'])} after "
-                   "its sentences naming the movie were removed"
+                   "its sentences naming the movie and its title words were removed"
                    + (f" ({100 * named.value:.0f}% of its texts named it)" if named is not None else "") + ".")
+    above, diff = by.get(("tasks_above_baseline", "elm")), by.get(("sc_minus_baseline", "elm"))
+    if above is not None and diff is not None and np.isfinite(above.value):
+        out.append(f"On the movies both answered, the ELM's text scores above the baseline's on "
+                   f"{round(above.value * above.n)} of {above.n} tasks (resampling movies: "
+                   f"{round(above.low * above.n)} to {round(above.high * above.n)}); SC difference {ci(diff)}.")
     dec, gen = by.get(("decade", "elm")), by.get(("genre_f1", "elm"))
     if dec is not None and gen is not None:
         out.append(f"Held-out summaries state the movie's decade {ci(dec, True)} of the time (against a shuffled "
@@ -295,6 +359,10 @@ def verdict(ctrl: pd.DataFrame) -> list[str]:
     if ("distinct_summary", "elm") in by:
         d = by["distinct_summary", "elm"]
         out.append(f"{100 * d.value:.0f}% of the ELM's {d.n} held-out summaries are distinct texts.")
+    ends, summ = by.get(("endpoint_normalised", "elm")), by.get(("summary_normalised", "elm"))
+    if ends is not None and summ is not None and np.isfinite(ends.value):
+        out.append(f"Interpolation's ends, the {ends.n} real movies its pairs start and end at, are summarised with "
+                   f"normalised SC {ci(ends)}, held-out summaries with {ci(summ)}.")
     out += _second_encoder_verdict(by, ci)
     out += _profile_verdict(by, ci)
     return out

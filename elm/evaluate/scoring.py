@@ -2,9 +2,10 @@
 of generations.parquet (frame, GEN_COLUMNS).
 
 Every system's text is cleaned the same way before it is scored: sentences naming the movie it describes
-(or its partner; alternate titles included) are removed, as they are from training targets
-(elm/synth/checks.py). The semantic documents hold the titles, so a text that names its movie would score
-by recall, not by reading. The raw text and its SC are kept beside the cleaned ones.
+(or its partner; alternate titles included) are removed, as they are from training targets, and so is any
+remaining word of those titles ("The story of Three Colors ...": elm/synth/checks.py). The semantic
+documents begin with the title, so a text that repeats its movie's title, whole or in pieces, would score by
+recall, not by reading. The raw text and its SC are kept beside the cleaned ones.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from elm.evaluate.context import Context
 from elm.metrics.behavioral_consistency import behavioral_consistency, movie_relevance, random_ranking_ndcg
 from elm.metrics.semantic_consistency import cosine_rows, encode_texts, mix, others_mean, random_partner
-from elm.synth.checks import strip_names, title_variants
+from elm.synth.checks import strip_names, strip_title_words, title_variants
 
 GEN_COLUMNS = ["experiment", "system", "split", "task", "entity_kind", "entity_id", "partner_id", "title",
                "alpha", "attribute", "space", "prompt", "output", "sc", "sc_random", "bc", "bc_random",
@@ -26,7 +27,8 @@ GEN_COLUMNS = ["experiment", "system", "split", "task", "entity_kind", "entity_i
 sc_random: the text's mean SC against every other row's vector of the same experiment, system and task
 (metrics/semantic_consistency.py: others_mean); bc_random: a random
 ranking's NDCG; bc_other: the text against a random other row's relevance; attribute_score: CAV rows only;
-named: the raw text named its entity (or partner) and those sentences were removed from ``output``;
+named: the raw text named its entity (or partner), whole or by title words, and those sentences and
+words were removed from ``output``;
 sc_raw, output_raw: SC and text before that cleaning (output_raw empty when nothing was removed)."""
 
 
@@ -44,10 +46,11 @@ def score_texts(ctx: Context, texts: Sequence[str], sc_vectors: np.ndarray | Non
                 avoid: Sequence[tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
     """SC and BC of each text, with per-row references; rows of sc_vectors/relevance that are NaN are
     not applicable (e.g. a user row has no semantic vector). ``avoid``: per text, the titles it must not name
-    (names_of); those sentences are removed before scoring, and ``texts``, ``named``, ``sc_raw`` say so."""
+    (names_of); those sentences and title words are removed before scoring, and ``texts``, ``named``,
+    ``sc_raw`` say so."""
     n = len(texts)
     raw = [t if isinstance(t, str) else "" for t in texts]
-    cleaned = [strip_names(t, a) for t, a in zip(raw, avoid)] if avoid is not None else [(t, False) for t in raw]
+    cleaned = [_clean(t, a) for t, a in zip(raw, avoid)] if avoid is not None else [(t, False) for t in raw]
     texts = [t for t, _ in cleaned]
     named = np.array([x for _, x in cleaned], dtype=bool)
     enc = encode_texts(list(texts), ctx.encoder)
@@ -75,6 +78,12 @@ def score_texts(ctx: Context, texts: Sequence[str], sc_vectors: np.ndarray | Non
     out["encoded"], out["texts"], out["named"] = enc, texts, named
     out["raw"] = [r if x else "" for r, x in zip(raw, named)]
     return out
+
+
+def _clean(text: str, avoid: tuple[str, ...]) -> tuple[str, bool]:
+    text, named = strip_names(text, avoid)
+    text, words = strip_title_words(text, avoid)
+    return text, named or words > 0
 
 
 def _nan_rows(n: int, dim: int) -> np.ndarray:

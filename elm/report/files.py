@@ -32,7 +32,8 @@ REPORT_FILES = {
                    "over movies), control (the shuffled control); absent for an evaluation made before controls",
     PER_TASK_FILE: "SC of movie descriptions per task: split (heldout|train), task, n, elm, baseline, truth, random, "
                    "elm_normalised, baseline_normalised, and their 95% bootstrap intervals over movies "
-                   "(elm_normalised_low/high, baseline_normalised_low/high)",
+                   "(elm_normalised_low/high, baseline_normalised_low/high), and elm_minus_baseline: the ELM's SC minus "
+                   "the baseline's on the movies both answered (with _low/_high)",
     HEADLINE_FILE: "the headline figures: section, name, system, n, value, random, truth, normalised "
                    "(n counts what the value averages: tasks, pairs, examples or held-out entities)",
     PER_TASK_PNG: "normalised SC per task on held-out movies, ELM vs baseline",

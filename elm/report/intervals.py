@@ -12,12 +12,13 @@ from elm.metrics.bootstrap import interval, mean_interval
 from elm.metrics.semantic_consistency import normalised
 
 COLUMNS = ["split", "task", "elm_normalised_low", "elm_normalised_high", "baseline_normalised_low",
-           "baseline_normalised_high"]
+           "baseline_normalised_high", "elm_minus_baseline", "elm_minus_baseline_low", "elm_minus_baseline_high"]
 
 
 def per_task_intervals(gens: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per split and movie task: the interval of each system's normalised SC, references resampled with it
-    (random: the teacher's text against a shuffled movie; truth: the teacher's text)."""
+    (random: the teacher's text against a shuffled movie; truth: the teacher's text), and the ELM's SC minus
+    the baseline's on the movies both answered, with its interval."""
     g = gens[(gens["experiment"] == "generalisation") & (gens["entity_kind"] == "movie")]
     rows = []
     for (split, task), d in g.groupby(["split", "task"], sort=False):
@@ -34,6 +35,12 @@ def per_task_intervals(gens: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             lo, hi = interval(lambda i: normalised(sc[i].mean(), t_rand[i].mean(), t_sc[i].mean()), len(sc),
                               seed=seed) if len(sc) else (np.nan, np.nan)
             row[f"{system}_normalised_low"], row[f"{system}_normalised_high"] = lo, hi
+        # the two systems on the movies both answered: per task, which movies were drawn moves each system's
+        # normalised score more than the systems differ, so the comparison is paired
+        e, b = (d[d["system"] == s].drop_duplicates(key).set_index(key)["sc"] for s in ("elm", "baseline"))
+        diff = (e - b.reindex(e.index)).dropna().to_numpy(float)
+        row["elm_minus_baseline"], row["elm_minus_baseline_low"], row["elm_minus_baseline_high"] = (
+            mean_interval(diff, seed=seed) if len(diff) else (np.nan,) * 3)
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -150,11 +150,15 @@ def _per_task_md(per_task: pd.DataFrame) -> str:
             return _num(value)
         return f"{_num(value)} [{_num(lo)}, {_num(hi)}]"
 
+    def paired(r) -> str:
+        value, lo, hi = (getattr(r, f"elm_minus_baseline{x}", math.nan) for x in ("", "_low", "_high"))
+        return _num(value) if pd.isna(lo) else f"{_num(value)} [{_num(lo)}, {_num(hi)}]"
+
     rows = [[f"`{r.task}`", _num(r.n, 0), _num(r.elm), _num(r.baseline), _num(r.random), _num(r.truth),
-             md_text(ci(r, "elm")), md_text(ci(r, "baseline")), _num(r.elm_normalised_train)]
+             md_text(ci(r, "elm")), md_text(ci(r, "baseline")), md_text(paired(r)), _num(r.elm_normalised_train)]
             for r in d.itertuples()]
     return md_table(["task", "n", "ELM SC", "baseline SC", "random", "truth", "ELM norm.", "baseline norm.",
-                     "ELM norm. (train)"], rows, "lrrrrrrrr")
+                     "ELM - baseline SC, same movies", "ELM norm. (train)"], rows, "lrrrrrrrrr")
 
 
 def _history_md(h: pd.DataFrame, current: str) -> str:

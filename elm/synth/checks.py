@@ -86,6 +86,42 @@ def strip_names(text: str, avoid: tuple[str, ...]) -> tuple[str, bool]:
     return sep.join(s for s in pieces if not any(mentions(s, n) for n in avoid)), True
 
 
+TITLE_STOPWORDS = frozenset(
+    "the a an of and or in on at to for with from by as is it its into out over up no not this that his her "
+    "my your our their de la le les el los das der die und movie movies film films part".split())
+"""Words of a title that say nothing about which movie it is; every other title word of 3 or more letters
+is a "title word" (title_words)."""
+
+
+def title_words(avoid: tuple[str, ...]) -> tuple[str, ...]:
+    """The distinctive words of titles, lower-cased: ("Three Colors: Red",) -> ("three", "colors", "red")."""
+    words = (w for name in avoid if isinstance(name, str)
+             for w in _WORD.findall(re.sub(r"\(\d{4}\)", " ", name.lower())))
+    return tuple(dict.fromkeys(w.removesuffix("'s") for w in words
+                               if len(w) >= 3 and w not in TITLE_STOPWORDS and not w.isdigit() or len(w) == 4
+                               and w.isdigit()))
+
+
+def strip_title_words(text: str, avoid: tuple[str, ...]) -> tuple[str, int]:
+    """The text without any word of the titles in ``avoid`` (title_words), and how many it removed.
+
+    Why: a sentence that names the whole title is removed (strip_names), but a text can still score by
+    recall with pieces of it ("The story of Three Colors is ...", "Robin and King Richard"): the semantic
+    documents begin with the title, so each title word moves a text toward its movie without saying anything
+    about it. Scoring removes those words from every system's text alike."""
+    words = title_words(avoid)
+    if not words or not text:
+        return text, 0
+    pattern = re.compile(r"(?<![\w'])(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+                         + r")(?:'s)?(?![\w'])", re.IGNORECASE)
+    out, n = pattern.subn("", text)
+    if not n:
+        return text, 0
+    out = re.sub(r"[ \t]{2,}", " ", re.sub(r"([\"'])\s*\1", "", out))
+    out = re.sub(r"[ \t]+([,.;:!?])", r"\1", out)
+    return "\n".join(line.strip() for line in out.splitlines()).strip(), n
+
+
 def _truncate(text: str, max_words: int) -> str:
     """Whole sentences (or lines) up to max_words; one over-long first sentence is cut at a word."""
     pieces, sep = _pieces(text)

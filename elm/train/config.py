@@ -115,7 +115,7 @@ class TrainConfig:
     """Base causal LM: a name, folder or hub id (elm.model.base_lm.resolve_model_path)."""
     adapter: dict = field(default_factory=lambda: dict(DEFAULT_ADAPTER))
     """AdapterConfig fields shared by every space's adapter (8 soft tokens: a caption of the warm start,
-    " 1990s comedy romance", takes 5 for the decade and one per genre word)."""
+    " 1994 comedy romance", takes 5 for the year and one per genre word)."""
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     """System message of every prompt (every token costs training time)."""
     length_group: int = 16

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 # code_version 2: a warm-started adapter trains at the LM's rate in stage 2 (same config, another model);
 # 3: the user adapter is warm-started too (from captions of each user's favourites)
-TRAIN = StageSpec("train", inputs=("synthesize", *SPACE_STAGES), code_version="3",
+# 4: a movie's caption states its year, not its decade (warm_start.movie_caption)
+TRAIN = StageSpec("train", inputs=("synthesize", *SPACE_STAGES), code_version="4",
                   files=(f"{ELM_DIR}/", f"{STAGE1_DIR}/", CURVES_FILE, CURVES_PNG, CONFIG_FILE, SUMMARY_FILE))
 PUBLISHABLE = {".safetensors", ".json", ".parquet", ".png", ".jinja", ".txt"}
 """File types a train artifact may hold: no pickles (optimizer state stays in the deleted checkpoints)."""

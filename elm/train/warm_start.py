@@ -9,7 +9,7 @@ held-out movies 96% right and their genres with F1 0.92).
 So, as LLaVA aligns its projector on captions before instruction tuning, the adapter is aligned on
 captions first, but without training: every training-split movie gets a caption made of its facts,
 
-    " 1990s comedy romance"   ->  tokens  1 9 9 0 s ␣comedy ␣romance ␣film  (padded to soft_tokens)
+    " 1994 comedy romance"   ->  tokens  ␣ 1 9 9 4 ␣comedy ␣romance ␣film  (padded to soft_tokens)
 
 and the adapter's last layer is fitted by ridge regression so that its soft tokens for the movie's vector
 are the LM's input embeddings of those caption tokens. That is one linear solve over all training movies:
@@ -54,11 +54,15 @@ PAD_WORD = " film"
 
 
 def movie_caption(year, genres: Sequence[str]) -> str:
-    """The facts a movie vector should carry, as words: " 1990s comedy romance" (no title: the ELM must not
-    recall titles; the decade is left out when the year is unknown)."""
+    """The facts a movie vector should carry, as words: " 1994 comedy romance" (no title: the ELM must not
+    recall titles; the year is left out when it is unknown).
+
+    The year, not the decade: a logistic probe reads the exact year of 95% of held-out MiniLM movie vectors
+    (the semantic documents begin "Forrest Gump (1994)"), and " 1994" takes a token fewer than " 1990s".
+    With the decade only, the ELM invented the years the targets state ("Released in 1990" for Amadeus, 1984):
+    2 of 54 stated years were right; with the year, 34 of 53 (docs/METHOD.md, "Training")."""
     words = [GENRE_WORDS.get(g, str(g).lower()) for g in (genres if genres is not None else [])]
-    decade = decade_of(year)
-    return (f" {decade}s" if decade is not None else "") + "".join(f" {w}" for w in words if w)
+    return (f" {int(year)}" if decade_of(year) is not None else "") + "".join(f" {w}" for w in words if w)
 
 
 def caption_token_ids(tokenizer, captions: Sequence[str], k: int) -> torch.Tensor:
