@@ -368,7 +368,8 @@ class Describer:
         out, unguided = [], set()
         for row in rows:
             g = min(scales[self.spaces[x.space].kind] for x in row)
-            if g != 1.0 and guidance is None and (bad := {x.space for x in row if self._mean_or_none(x.space) is None}):
+            if g != 1.0 and guidance is None and (bad := {x.space for x in row
+                                                          if self._null_vector(x.space, required=False) is None}):
                 unguided |= bad
                 g = 1.0
             out.append(g)
@@ -377,17 +378,14 @@ class Describer:
                         "(pass tables= to Describer for the default guided decoding)", ", ".join(sorted(unguided)))
         return out
 
-    def _mean_or_none(self, space: str) -> np.ndarray | None:
+    def _null_vector(self, space: str, required: bool = True) -> np.ndarray | None:
+        """The space's mean vector, guidance's null input; None (or, if ``required``, an error) without one."""
         table = self._table_or_error(space)
-        return None if isinstance(table, DescribeError) else table.mean
-
-    def _null_vector(self, space: str) -> np.ndarray:
-        table = self._table_or_error(space)
-        if isinstance(table, DescribeError) or table.mean is None:
+        if (isinstance(table, DescribeError) or table.mean is None) and required:
             raise DescribeError(f"vector guidance needs space {space!r}'s real vectors (its mean is the null input) "
                                 f"but {table if isinstance(table, DescribeError) else 'its table is empty'}; pass "
                                 f"tables= to Describer or guidance_scale=1")
-        return table.mean
+        return None if isinstance(table, DescribeError) else table.mean
 
 
 def _gen(settings: dict) -> _Gen:
